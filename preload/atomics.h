@@ -1,0 +1,18 @@
+/* atomics.h - the memory order is part of every name, so each use says what it relies on
+ * (after mimalloc's atomic.h). GCC/Clang builtins on plain integers and pointers. */
+#ifndef MP_ATOMICS_H
+#define MP_ATOMICS_H
+
+#define mp_load_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define mp_load_acquire(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define mp_store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define mp_store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define mp_fetch_add_relaxed(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define mp_fetch_add_acq_rel(p, v) __atomic_fetch_add((p), (v), __ATOMIC_ACQ_REL)
+#define mp_cas_acq_rel(p, expected, desired)                                                     \
+    __atomic_compare_exchange_n((p), (expected), (desired), 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)
+
+#define MP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+#endif

@@ -1,0 +1,48 @@
+/* capture.h - one heap event: sequence number, stack, and the push into the thread's ring.
+ *
+ * Called only from interpose.c (and the CPython hooks) with the thread's guard already set, so
+ * anything these functions call that allocates (libunwind's first use, pthread_setspecific)
+ * goes straight to the real allocator untracked. Never allocates through malloc itself, takes
+ * no lock, and leaves errno alone.
+ */
+#ifndef MP_CAPTURE_H
+#define MP_CAPTURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ring.h"
+
+/* Per-thread state: one initial-exec TLS block, so reaching it never calls into the dynamic
+ * loader (which could allocate) - the model for the "recursion guard" of DESIGN.md. */
+typedef struct mp_thread_s {
+    int guard;       /* > 0 while inside a hook or memprof's own code: nested calls pass through */
+    int status;      /* mp_thread_* */
+    int resolving;   /* this thread is resolving the real allocator (bootstrap arena) */
+    mp_ring_t *ring; /* owned ring (status == mp_thread_active) */
+} mp_thread_t;
+
+enum { mp_thread_new = 0, mp_thread_active = 1, mp_thread_exited = 2 };
+
+extern __thread mp_thread_t mp_thread __attribute__((tls_model("initial-exec")));
+
+/* Global tracking state. */
+enum { mp_state_off = 0, mp_state_running = 1, mp_state_stopping = 2, mp_state_disabled = 3 };
+extern int mp_state;          /* hooks record only while mp_state_running */
+extern int mp_abandon;        /* nonzero: producers stop waiting for ring space */
+extern uint64_t mp_seq;       /* the process-wide sequence counter (FORMAT.md 6) */
+extern int mp_native;         /* capture native stacks */
+extern int mp_depth;          /* max native frames */
+extern uint64_t mp_stacks_dropped; /* events whose stack could not be interned */
+
+int mp_capture_init(int native, int depth); /* once, from the constructor; 0 or -1 */
+/* Record one event of kind MP_EV_* for allocator MP_ALLOC_*. FREE: call before the real free;
+ * ALLOC: after the real allocation returned. */
+void mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
+                      size_t size);
+/* Record a marker (MP_MARK_*) from the calling thread. */
+void mp_capture_marker(mp_thread_t *t, unsigned kind);
+/* Fork child: the calling thread keeps its ring, every other ring is reset. */
+void mp_capture_after_fork_child(mp_thread_t *t);
+
+#endif

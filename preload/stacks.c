@@ -1,0 +1,148 @@
+/* stacks.c - lock-free stack interning (see stacks.h for the contract).
+ *
+ * Layout. slots[]: open addressing, linear probing; a slot is 0 (empty) or
+ * (tag << 40 | word offset of the entry in the arena), tag = top 24 bits of the hash.
+ * arena: entries back to back, each [u32 state][u32 n][u32 id][u32 pad][u64 frames[n]];
+ * state 0 = being written (mmap gives zeroes), 1 = valid, 2 = tombstone.
+ */
+#include "stacks.h"
+
+#include <string.h>
+
+#include "atomics.h"
+#include "sys.h"
+
+enum { st_writing = 0, st_valid = 1, st_dead = 2 };
+
+typedef struct entry_s {
+    uint32_t state;     /* st_* ; release-stored when complete */
+    uint32_t n;         /* frames */
+    uint32_t id;        /* stack id */
+    uint32_t pad;       /* keeps frames 8-aligned */
+    uint64_t frames[];  /* innermost first */
+} entry_t;
+
+static uint64_t *slots;      /* hash table */
+static size_t slot_mask;     /* number of slots - 1 */
+static size_t max_stacks;    /* stop inserting past 3/4 load */
+static uint64_t *arena;      /* entries */
+static size_t arena_words;   /* capacity in 8-byte words */
+static size_t arena_used;    /* words handed out (atomic) */
+static uint32_t next_id = 1; /* ids handed out (atomic) */
+
+int
+mp_stacks_init(size_t nslots, size_t arena_bytes)
+{
+    slots = mp_sys_map(nslots * sizeof *slots);
+    arena = mp_sys_map(arena_bytes);
+    if (!slots || !arena) return -1;
+    slot_mask = nslots - 1;
+    max_stacks = nslots / 4 * 3;
+    arena_words = arena_bytes / 8;
+    arena_used = 0;
+    next_id = 1;
+    return 0;
+}
+
+static uint64_t
+hash_frames(const uint64_t *f, uint32_t n)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+    for (uint32_t i = 0; i < n; i++) {
+        h ^= f[i];
+        h *= 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    h ^= h >> 29;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 32;
+    return h;
+}
+
+static entry_t *
+entry_at(size_t off)
+{
+    return (entry_t *)(arena + off);
+}
+
+uint32_t
+mp_stacks_intern(const uint64_t *frames, uint32_t n)
+{
+    uint64_t h = hash_frames(frames, n);
+    uint64_t tag = h >> 40; /* 24 bits */
+    size_t i = (size_t)h & slot_mask;
+    entry_t *mine = NULL;
+    size_t mine_off = 0;
+
+    for (size_t probes = 0; probes <= slot_mask; probes++, i = (i + 1) & slot_mask) {
+        uint64_t s = mp_load_acquire(&slots[i]);
+        if (s == 0) {
+            if (!mine) {
+                /* Not found: build our entry, complete, before trying to publish it. */
+                size_t words = 2 + n;
+                if (mp_load_relaxed(&next_id) > max_stacks) return 0;
+                mine_off = mp_fetch_add_relaxed(&arena_used, words);
+                if (mine_off + words > arena_words) return 0; /* arena full */
+                mine = entry_at(mine_off);
+                mine->n = n;
+                mine->id = mp_fetch_add_relaxed(&next_id, 1);
+                memcpy(mine->frames, frames, (size_t)n * 8);
+                /* Release: the writer (acquire on state) and lookups (acquire on the slot)
+                 * see n, id and frames. */
+                mp_store_release(&mine->state, (uint32_t)st_valid);
+            }
+            uint64_t want = tag << 40 | mine_off;
+            if (mp_cas_acq_rel(&slots[i], &s, want)) return mine->id;
+            /* Lost the slot; s now holds the winner: fall through and compare it. */
+        }
+        if ((s >> 40) == tag) {
+            entry_t *e = entry_at((size_t)(s & ((1ull << 40) - 1)));
+            if (e->n == n && memcmp(e->frames, frames, (size_t)n * 8) == 0) {
+                if (mine) mp_store_release(&mine->state, (uint32_t)st_dead);
+                return e->id;
+            }
+        }
+    }
+    if (mine) mp_store_release(&mine->state, (uint32_t)st_dead);
+    return 0;
+}
+
+int
+mp_stacks_next(size_t *cursor, uint32_t *id, const uint64_t **frames, uint32_t *n)
+{
+    for (;;) {
+        size_t off = *cursor;
+        if (off >= mp_load_acquire(&arena_used) || off >= arena_words) return 0;
+        entry_t *e = entry_at(off);
+        uint32_t st = mp_load_acquire(&e->state);
+        if (st == st_writing) return 0; /* its thread is still filling it: try later */
+        *cursor = off + 2 + e->n;
+        if (st == st_valid) {
+            *id = e->id;
+            *frames = e->frames;
+            *n = e->n;
+            return 1;
+        }
+    }
+}
+
+size_t
+mp_stacks_fork_barrier(void)
+{
+    return arena_used;
+}
+
+void
+mp_stacks_each_published(size_t below,
+                         void (*fn)(void *, uint32_t, const uint64_t *, uint32_t), void *ctx)
+{
+    /* Every published slot points at a complete entry (published after being filled). */
+    for (size_t i = 0; i <= slot_mask; i++) {
+        uint64_t s = mp_load_acquire(&slots[i]);
+        size_t off = (size_t)(s & ((1ull << 40) - 1));
+        if (s && off < below) {
+            entry_t *e = entry_at(off);
+            fn(ctx, e->id, e->frames, e->n);
+        }
+    }
+}

@@ -1,0 +1,35 @@
+/* stacks.h - interning of stacks (arrays of frame values) into small integer ids.
+ *
+ * Producers: any thread, from inside interposed calls; lock-free, never allocates (the table
+ * and the arena are reserved with mmap at init and touched lazily). Consumer: the writer walks
+ * the arena in order with mp_stacks_next() and emits each stack once.
+ *
+ * An entry is filled completely and marked valid *before* it is published in the hash table,
+ * so a lookup never sees a half-written stack; two threads interning the same new stack both
+ * fill an entry, one wins the slot and the loser's entry becomes a tombstone.
+ */
+#ifndef MP_STACKS_H
+#define MP_STACKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Reserve the table (slots, a power of two) and an arena of arena_bytes; 0 or -1. */
+int mp_stacks_init(size_t slots, size_t arena_bytes);
+/* Intern frames[0..n) (n >= 1); returns its id (>= 1), or 0 when the table is full (the
+ * caller counts that as a dropped stack). */
+uint32_t mp_stacks_intern(const uint64_t *frames, uint32_t n);
+
+/* Writer side: iterate entries from *cursor (start at 0). Returns 1 and fills id, frames, n
+ * for the next valid entry; 0 when the next entry is still being written or the end is reached
+ * (call again later with the same cursor). */
+int mp_stacks_next(size_t *cursor, uint32_t *id, const uint64_t **frames, uint32_t *n);
+/* After fork, in the child: entries before the returned cursor value may be incomplete
+ * forever (their thread is gone); the child emits published stacks with mp_stacks_each_published
+ * and continues scanning from the returned cursor. */
+size_t mp_stacks_fork_barrier(void);
+void mp_stacks_each_published(size_t below, void (*fn)(void *ctx, uint32_t id,
+                                                        const uint64_t *frames, uint32_t n),
+                              void *ctx);
+
+#endif

@@ -1,0 +1,46 @@
+/* sys.h - every contact of the preloaded library with the OS, as raw system calls.
+ *
+ * Contract: nothing here allocates through malloc, takes a lock, or touches stdio, so each
+ * function may be called from inside an interposed allocation call and from the writer thread.
+ * All are async-signal-safe. Errors come back as -errno (never through errno, which a hook must
+ * leave as the host program set it). mp_sys_write is a mutable seam: tests swap it to inject
+ * short writes and ENOSPC (after jemalloc's JET_MUTABLE).
+ */
+#ifndef MP_SYS_H
+#define MP_SYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* write(2) of the whole buffer, retrying short writes and EINTR; 0 or -errno. */
+extern int (*mp_sys_write_all)(int fd, const void *buf, size_t n);
+int mp_sys_write_all_real(int fd, const void *buf, size_t n);
+
+int mp_sys_open(const char *path, int flags, int mode);       /* fd or -errno */
+int mp_sys_close(int fd);
+ssize_t mp_sys_pread(int fd, void *buf, size_t n, off_t off); /* bytes or -errno */
+/* Read a whole small file (e.g. /proc/self/maps) into buf; returns bytes (< cap) or -errno. */
+ssize_t mp_sys_read_file(const char *path, char *buf, size_t cap);
+ssize_t mp_sys_readlink(const char *path, char *buf, size_t cap); /* NUL-terminated */
+void *mp_sys_map(size_t n);        /* private anonymous RW, NORESERVE; NULL on failure */
+void mp_sys_unmap(void *p, size_t n);
+int mp_sys_getpid(void);
+int mp_sys_getppid(void);
+int mp_sys_alive(int pid); /* 1 if a process with this pid exists (kill(pid, 0)) */
+int mp_sys_gettid(void);
+uint64_t mp_sys_mono_ns(void);     /* CLOCK_MONOTONIC */
+uint64_t mp_sys_real_ns(void);     /* CLOCK_REALTIME */
+void mp_sys_sleep_ns(uint64_t ns);
+/* futex wait while *addr == val, at most timeout_ns (0 = forever); futex wake n waiters. */
+void mp_sys_futex_wait(int *addr, int val, uint64_t timeout_ns);
+void mp_sys_futex_wake(int *addr, int n);
+/* One line to stderr: "memprof: <msg>\n"; used for the few messages the library prints. */
+void mp_sys_log(const char *msg);
+void mp_sys_log2(const char *a, const char *b); /* "memprof: <a><b>\n" */
+
+/* Tiny string helpers that never allocate (the libc ones are fine but these also format). */
+size_t mp_str_copy(char *dst, size_t cap, const char *src); /* truncates; returns length copied */
+size_t mp_str_u64(char *dst, uint64_t v);                   /* decimal, returns length */
+
+#endif

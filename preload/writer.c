@@ -1,0 +1,421 @@
+/* writer.c - the writer thread (see writer.h for the contract).
+ *
+ * Each pass: emit new stacks (and, with native stacks, new modules), drain every ring into
+ * EVENTS/THREAD/MARKER records, sample RSS on schedule, and write the chunk when it is big
+ * enough or old enough. Chunks are written with one write(2) each, so a killed process leaves
+ * whole chunks behind (docs/FORMAT.md 7).
+ */
+#include "writer.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+
+#include "atomics.h"
+#include "capture.h"
+#include "config.h"
+#include "modules.h"
+#include "ring.h"
+#include "stacks.h"
+#include "sys.h"
+
+#define CHUNK_CAP (1u << 20)                   /* payload bytes per chunk buffer */
+#define CHUNK_FLUSH_AT (CHUNK_CAP / 2)         /* write once this full */
+#define EVENT_MAX 40u                          /* worst-case encoded event */
+#define SCRATCH_CAP (MP_RING_CAPACITY * EVENT_MAX + 64)
+
+static struct {
+    mp_writer_opts_t o;
+    pthread_t thread;
+    int running;             /* the thread exists */
+    uint8_t *chunk;          /* [16-byte chunk header][payload] */
+    size_t len;              /* payload bytes */
+    uint8_t *scratch;        /* one record body being built */
+    uint64_t last_flush_ns;
+    uint64_t last_sample_ns;
+    uint64_t last_modules_ns;
+    size_t stack_cursor;     /* next arena position to emit */
+    int new_stacks;          /* stacks emitted since the last module refresh */
+    int failed;              /* a write failed: stop writing */
+    int statm_fd;
+    /* Totals for the trailer. */
+    uint64_t events, allocs, frees, alloc_bytes;
+    /* Control. */
+    int wake;                /* futex word: bumped by kicks */
+    int sleeping;            /* the writer is (about to be) waiting on wake */
+    int stop;                /* stop requested */
+    int done;                /* futex word: the writer finished */
+    unsigned stop_kind;
+    uint64_t stop_seq, stop_time;
+} W;
+
+/* ---- chunk buffer ------------------------------------------------------------------------ */
+
+static void
+flush(void)
+{
+    if (W.len == 0 || W.failed) return;
+    uint8_t *payload = W.chunk + MP_CHUNK_HEADER_SIZE;
+    mp_chunk_header_encode((uint32_t)W.len, mp_crc32c(0, payload, W.len), W.chunk);
+    int r = mp_sys_write_all(W.o.fd, W.chunk, MP_CHUNK_HEADER_SIZE + W.len);
+    W.len = 0;
+    W.last_flush_ns = mp_sys_mono_ns();
+    if (r != 0) {
+        /* Disk full or similar: stop tracking, tell the user once, let the host run on. */
+        W.failed = 1;
+        mp_store_release(&mp_abandon, 1);
+        mp_store_release(&mp_state, mp_state_disabled);
+        mp_sys_log2("write failed, tracking stopped; dump is incomplete: ", W.o.path);
+    }
+}
+
+/* Append one record; body must not exceed the chunk capacity. */
+static void
+put_record(unsigned tag, const uint8_t *body, size_t n)
+{
+    if (W.len + 1 + MP_VARINT_MAX + n > CHUNK_CAP) flush();
+    uint8_t *p = W.chunk + MP_CHUNK_HEADER_SIZE + W.len;
+    *p++ = (uint8_t)tag;
+    p += mp_varint_put(p, n);
+    memcpy(p, body, n);
+    W.len = (size_t)(p + n - (W.chunk + MP_CHUNK_HEADER_SIZE));
+}
+
+static uint8_t *
+put_bytes(uint8_t *p, const void *s, size_t n)
+{
+    p += mp_varint_put(p, n);
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* ---- records ----------------------------------------------------------------------------- */
+
+static void
+emit_process(void)
+{
+    static char exe[MP_PATH_MAX], cwd[MP_PATH_MAX], argv[65536];
+    mp_sys_readlink("/proc/self/exe", exe, sizeof exe);
+    mp_sys_readlink("/proc/self/cwd", cwd, sizeof cwd);
+    ssize_t an = mp_sys_read_file("/proc/self/cmdline", argv, sizeof argv);
+    if (an < 0) an = 0;
+    if (an > 0 && argv[an - 1] == 0) an--; /* drop the final NUL */
+    uint8_t *p = W.scratch;
+    p = put_bytes(p, exe, strlen(exe));
+    p = put_bytes(p, argv, (size_t)an);
+    p = put_bytes(p, cwd, strlen(cwd));
+    put_record(MP_REC_PROCESS, W.scratch, (size_t)(p - W.scratch));
+}
+
+static void
+emit_stack(void *ctx, uint32_t id, const uint64_t *frames, uint32_t n)
+{
+    (void)ctx;
+    /* A stack of MP_DEPTH_MAX frames takes at most 2 + 256*10 varint bytes < SCRATCH_CAP. */
+    uint8_t *p = W.scratch;
+    p += mp_varint_put(p, id);
+    p += mp_varint_put(p, n);
+    uint64_t prev = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        p += mp_varint_put(p, mp_zigzag((int64_t)(frames[i] - prev)));
+        prev = frames[i];
+    }
+    put_record(MP_REC_STACK, W.scratch, (size_t)(p - W.scratch));
+    W.new_stacks = 1;
+}
+
+static void
+emit_new_stacks(void)
+{
+    uint32_t id, n;
+    const uint64_t *frames;
+    while (mp_stacks_next(&W.stack_cursor, &id, &frames, &n)) emit_stack(NULL, id, frames, n);
+}
+
+static void
+emit_module(void *ctx, const mp_module_t *m)
+{
+    (void)ctx;
+    uint8_t *p = W.scratch;
+    p += mp_varint_put(p, m->bias);
+    p += mp_varint_put(p, m->nranges);
+    for (uint32_t i = 0; i < 2 * m->nranges; i++) p += mp_varint_put(p, m->ranges[i]);
+    p = put_bytes(p, m->path, strlen(m->path));
+    p = put_bytes(p, m->build_id, m->build_id_len);
+    put_record(MP_REC_MODULE, W.scratch, (size_t)(p - W.scratch));
+}
+
+static void
+emit_marker(unsigned kind, uint64_t seq, uint64_t mono_ns)
+{
+    uint8_t body[32], *p = body;
+    p += mp_varint_put(p, kind);
+    p += mp_varint_put(p, seq);
+    p += mp_varint_put(p, mono_ns - W.o.header.start_mono_ns);
+    put_record(MP_REC_MARKER, body, (size_t)(p - body));
+}
+
+static void
+emit_sample(uint64_t now)
+{
+    char buf[128];
+    ssize_t n = W.statm_fd >= 0 ? mp_sys_pread(W.statm_fd, buf, sizeof buf - 1, 0) : -1;
+    if (n <= 0) return;
+    buf[n] = 0;
+    /* statm: "size resident shared ..." in pages. */
+    const char *s = buf;
+    while (*s && *s != ' ') s++;
+    uint64_t pages = 0;
+    for (s++; *s >= '0' && *s <= '9'; s++) pages = pages * 10 + (uint64_t)(*s - '0');
+    uint8_t body[32], *p = body;
+    p += mp_varint_put(p, now - W.o.header.start_mono_ns);
+    p += mp_varint_put(p, mp_load_relaxed(&mp_seq));
+    p += mp_varint_put(p, pages * W.o.header.page_size);
+    put_record(MP_REC_SAMPLE, body, (size_t)(p - body));
+}
+
+/* ---- draining rings ---------------------------------------------------------------------- */
+
+typedef struct batch_s {
+    uint32_t stream;
+    uint32_t count;
+    uint64_t base_seq, prev_seq, prev_ptr;
+    uint8_t *p; /* next byte in W.scratch (after the reserved prefix) */
+} batch_t;
+
+/* The EVENTS body prefix (stream, count, base_seq) is only known at the end, so events are
+ * encoded after a reserved gap and the prefix is written just before them. */
+#define PREFIX_GAP 32
+
+static void
+batch_open(batch_t *b, uint32_t stream)
+{
+    b->stream = stream;
+    b->count = 0;
+    b->p = W.scratch + PREFIX_GAP;
+}
+
+static void
+batch_close(batch_t *b)
+{
+    if (b->count == 0) return;
+    uint8_t pre[PREFIX_GAP], *p = pre;
+    p += mp_varint_put(p, b->stream);
+    p += mp_varint_put(p, b->count);
+    p += mp_varint_put(p, b->base_seq);
+    size_t np = (size_t)(p - pre);
+    uint8_t *start = W.scratch + PREFIX_GAP - np;
+    memcpy(start, pre, np);
+    put_record(MP_REC_EVENTS, start, (size_t)(b->p - start));
+    b->count = 0;
+    b->p = W.scratch + PREFIX_GAP;
+}
+
+static void
+batch_add(batch_t *b, const mp_rec_t *r)
+{
+    if (b->count == 0) b->base_seq = b->prev_seq = r->seq, b->prev_ptr = 0;
+    uint8_t *p = b->p;
+    unsigned kind = MP_EV_KIND(r->head);
+    *p++ = r->head;
+    p += mp_varint_put(p, r->seq - b->prev_seq);
+    p += mp_varint_put(p, mp_zigzag((int64_t)(r->ptr - b->prev_ptr)));
+    if (kind == MP_EV_ALLOC) p += mp_varint_put(p, r->size);
+    if (kind != MP_EV_REALLOC_FAIL) p += mp_varint_put(p, r->stack);
+    b->p = p;
+    b->prev_seq = r->seq;
+    b->prev_ptr = r->ptr;
+    b->count++;
+    W.events++;
+    if (kind == MP_EV_ALLOC) W.allocs++, W.alloc_bytes += r->size;
+    else if (kind == MP_EV_FREE) W.frees++;
+}
+
+static int
+drain_ring(mp_ring_t *r)
+{
+    uint64_t t = r->tail, h = mp_ring_ready(r);
+    if (t == h) return 0;
+    batch_t b;
+    batch_open(&b, r->stream);
+    for (uint64_t i = t; i < h; i++) {
+        const mp_rec_t *rec = &r->slots[i & r->mask];
+        if (rec->type == mp_rec_event) {
+            batch_add(&b, rec);
+        } else if (rec->type == mp_rec_owner) {
+            batch_close(&b);
+            uint8_t body[24], *p = body;
+            p += mp_varint_put(p, r->stream);
+            p += mp_varint_put(p, rec->size);
+            put_record(MP_REC_THREAD, body, (size_t)(p - body));
+        } else if (rec->type == mp_rec_marker) {
+            batch_close(&b);
+            emit_marker((unsigned)rec->size, rec->seq, rec->ptr);
+        }
+    }
+    batch_close(&b);
+    /* Release: the producer may now overwrite these slots. */
+    mp_ring_consume(r, h);
+    return 1;
+}
+
+static int
+drain_all(void)
+{
+    int any = 0;
+    for (mp_ring_t *r = mp_ring_first(); r; r = r->next) any |= drain_ring(r);
+    return any;
+}
+
+static void
+refresh_modules(uint64_t now, int force)
+{
+    if (!W.o.native || !W.new_stacks) return;
+    if (!force && now - W.last_modules_ns < (uint64_t)W.o.interval_ms * 1000000ull) return;
+    W.new_stacks = 0;
+    W.last_modules_ns = now;
+    mp_modules_refresh(emit_module, NULL);
+}
+
+static void
+emit_trailer(void)
+{
+    uint8_t body[96], *p = body;
+    p += mp_varint_put(p, W.events);
+    p += mp_varint_put(p, W.allocs);
+    p += mp_varint_put(p, W.frees);
+    p += mp_varint_put(p, W.alloc_bytes);
+    p += mp_varint_put(p, 0); /* lost: the rings never drop */
+    p += mp_varint_put(p, mp_sys_mono_ns() - W.o.header.start_mono_ns);
+    p += mp_varint_put(p, mp_load_relaxed(&mp_seq));
+    p += mp_varint_put(p, mp_load_relaxed(&mp_stacks_dropped));
+    put_record(MP_REC_TRAILER, body, (size_t)(p - body));
+}
+
+/* ---- the thread -------------------------------------------------------------------------- */
+
+static void *
+writer_main(void *arg)
+{
+    (void)arg;
+    mp_thread.guard = 1; /* for its whole life: nothing the writer does is tracked */
+    uint64_t period = (uint64_t)W.o.interval_ms * 1000000ull;
+    for (;;) {
+        int stopping = mp_load_acquire(&W.stop);
+        uint64_t now = mp_sys_mono_ns();
+        emit_new_stacks();
+        int any = drain_all();
+        /* Stacks interned by producers whose events were just drained are emitted in the same
+         * chunk when possible (a killed process then loses neither). */
+        emit_new_stacks();
+        refresh_modules(now, 0);
+        if (now - W.last_sample_ns >= period) {
+            emit_sample(now);
+            W.last_sample_ns = now;
+        }
+        if (W.len >= CHUNK_FLUSH_AT || (W.len > 0 && now - W.last_flush_ns >= period)) flush();
+        if (stopping) break;
+        if (!any) {
+            /* Nothing to do: sleep until kicked or the period ends. */
+            int w = mp_load_acquire(&W.wake);
+            mp_store_release(&W.sleeping, 1);
+            if (!drain_all()) mp_sys_futex_wait(&W.wake, w, period);
+            mp_store_release(&W.sleeping, 0);
+        }
+    }
+    /* Final: events that took a sequence number before the stop may still be on their way
+     * into a ring (a producer preempted between the two); give them two short grace passes. */
+    for (int i = 0; i < 3; i++) {
+        emit_new_stacks();
+        drain_all();
+        if (i < 2) mp_sys_sleep_ns(1000000);
+    }
+    emit_new_stacks();
+    refresh_modules(mp_sys_mono_ns(), 1);
+    emit_marker(W.stop_kind, W.stop_seq, W.stop_time);
+    emit_sample(mp_sys_mono_ns());
+    emit_trailer();
+    flush();
+    mp_sys_close(W.o.fd);
+    if (W.statm_fd >= 0) mp_sys_close(W.statm_fd);
+    mp_store_release(&W.done, 1);
+    mp_sys_futex_wake(&W.done, 1 << 30);
+    return NULL;
+}
+
+void
+mp_writer_kick(void)
+{
+    mp_fetch_add_acq_rel(&W.wake, 1);
+    if (mp_load_acquire(&W.sleeping)) mp_sys_futex_wake(&W.wake, 1);
+}
+
+int
+mp_writer_start(const mp_writer_opts_t *opts)
+{
+    W.o = *opts;
+    if (!W.chunk) W.chunk = mp_sys_map(MP_CHUNK_HEADER_SIZE + CHUNK_CAP);
+    if (!W.scratch) W.scratch = mp_sys_map(SCRATCH_CAP);
+    if (!W.chunk || !W.scratch || mp_modules_init() != 0) return -1;
+    W.len = 0;
+    W.failed = W.stop = W.done = W.sleeping = 0;
+    W.events = W.allocs = W.frees = W.alloc_bytes = 0;
+    W.last_flush_ns = W.last_sample_ns = W.last_modules_ns = 0;
+    W.new_stacks = 1;
+    W.stack_cursor = 0;
+    mp_modules_reset();
+    W.statm_fd = mp_sys_open("/proc/self/statm", O_RDONLY, 0);
+
+    uint8_t hdr[MP_FMT_HEADER_SIZE];
+    mp_fmt_header_encode(&W.o.header, hdr);
+    if (mp_sys_write_all(W.o.fd, hdr, sizeof hdr) != 0) return -1;
+    emit_process();
+    if (opts->stacks_from_fork) {
+        size_t barrier = mp_stacks_fork_barrier();
+        mp_stacks_each_published(barrier, emit_stack, NULL);
+        W.stack_cursor = barrier;
+    }
+
+    /* The writer must never run a signal handler of the host: block everything in the new
+     * thread (it inherits this mask), then restore ours. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&W.thread, NULL, writer_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) return -1;
+    W.running = 1;
+    mp_ring_kick = mp_writer_kick;
+    return 0;
+}
+
+int64_t
+mp_writer_stop(unsigned marker_kind, uint64_t seq, uint64_t timeout_ms)
+{
+    if (!W.running) return -1;
+    W.stop_kind = marker_kind;
+    W.stop_seq = seq;
+    W.stop_time = mp_sys_mono_ns();
+    mp_store_release(&W.stop, 1);
+    mp_writer_kick();
+    uint64_t deadline = mp_sys_mono_ns() + timeout_ms * 1000000ull;
+    while (!mp_load_acquire(&W.done)) {
+        uint64_t now = mp_sys_mono_ns();
+        if (now >= deadline) return -1;
+        mp_sys_futex_wait(&W.done, 0, deadline - now);
+    }
+    W.running = 0;
+    /* The thread has returned; joining would be tidy but pthread_join can allocate-free
+     * nothing here and is unsafe from _exit paths: detach instead. */
+    pthread_detach(W.thread);
+    return W.failed ? -1 : (int64_t)W.events;
+}
+
+void
+mp_writer_forget(void)
+{
+    W.running = 0;
+    W.sleeping = 0;
+    mp_ring_kick = mp_writer_kick;
+}
