@@ -9,7 +9,7 @@
 #define mp_store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define mp_fetch_add_relaxed(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
 #define mp_fetch_add_acq_rel(p, v) __atomic_fetch_add((p), (v), __ATOMIC_ACQ_REL)
-#define mp_cas_acq_rel(p, expected, desired)                                                     \
+#define mp_cas_acq_rel(p, expected, desired)                                                       \
     __atomic_compare_exchange_n((p), (expected), (desired), 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)
 
 #define MP_LIKELY(x) __builtin_expect(!!(x), 1)

@@ -24,8 +24,7 @@ static pthread_key_t exit_key;
 /* Thread exit: give the ring back for reuse. Events this thread still makes (later TLS
  * destructors free memory) go through a claim-push-release per event (mp_thread_exited). */
 static void
-on_thread_exit(void *arg)
-{
+on_thread_exit(void *arg) {
     (void)arg;
     mp_thread_t *t = &mp_thread;
     t->guard++;
@@ -38,8 +37,7 @@ on_thread_exit(void *arg)
 }
 
 int
-mp_capture_init(int native, int depth)
-{
+mp_capture_init(int native, int depth) {
     mp_native = native;
     mp_depth = depth;
     /* Created at start-up while few keys exist, so the key's index is below 32 and
@@ -50,8 +48,7 @@ mp_capture_init(int native, int depth)
 }
 
 static mp_ring_t *
-take_ring(mp_thread_t *t)
-{
+take_ring(mp_thread_t *t) {
     mp_ring_t *r = mp_ring_claim();
     if (!r) return NULL;
     mp_rec_t own = {0, 0, (uint64_t)mp_sys_gettid(), 0, mp_rec_owner, 0, 0};
@@ -68,8 +65,7 @@ take_ring(mp_thread_t *t)
 }
 
 static void
-push(mp_thread_t *t, const mp_rec_t *rec)
-{
+push(mp_thread_t *t, const mp_rec_t *rec) {
     mp_ring_t *r = t->ring;
     if (MP_UNLIKELY(t->status != mp_thread_active)) {
         r = take_ring(t);
@@ -80,8 +76,7 @@ push(mp_thread_t *t, const mp_rec_t *rec)
 }
 
 void
-mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr, size_t size)
-{
+mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr, size_t size) {
     mp_rec_t rec;
     rec.stack = 0;
     if (mp_native && kind == MP_EV_ALLOC) {
@@ -106,16 +101,14 @@ mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *
 }
 
 void
-mp_capture_marker(mp_thread_t *t, unsigned kind)
-{
+mp_capture_marker(mp_thread_t *t, unsigned kind) {
     mp_rec_t rec = {0, mp_sys_mono_ns(), kind, 0, mp_rec_marker, 0, 0};
     rec.seq = mp_fetch_add_relaxed(&mp_seq, 1);
     push(t, &rec);
 }
 
 void
-mp_capture_after_fork_child(mp_thread_t *t)
-{
+mp_capture_after_fork_child(mp_thread_t *t) {
     mp_ring_reset_after_fork(t->status == mp_thread_active ? t->ring : NULL);
     if (t->status == mp_thread_active) {
         /* The child is a new thread id on a fresh dump: announce it again. */

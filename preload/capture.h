@@ -28,11 +28,11 @@ extern __thread mp_thread_t mp_thread __attribute__((tls_model("initial-exec")))
 
 /* Global tracking state. */
 enum { mp_state_off = 0, mp_state_running = 1, mp_state_stopping = 2, mp_state_disabled = 3 };
-extern int mp_state;          /* hooks record only while mp_state_running */
-extern int mp_abandon;        /* nonzero: producers stop waiting for ring space */
-extern uint64_t mp_seq;       /* the process-wide sequence counter (FORMAT.md 6) */
-extern int mp_native;         /* capture native stacks */
-extern int mp_depth;          /* max native frames */
+extern int mp_state;               /* hooks record only while mp_state_running */
+extern int mp_abandon;             /* nonzero: producers stop waiting for ring space */
+extern uint64_t mp_seq;            /* the process-wide sequence counter (FORMAT.md 6) */
+extern int mp_native;              /* capture native stacks */
+extern int mp_depth;               /* max native frames */
 extern uint64_t mp_stacks_dropped; /* events whose stack could not be interned */
 
 int mp_capture_init(int native, int depth); /* once, from the constructor; 0 or -1 */

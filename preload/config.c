@@ -21,8 +21,7 @@ const mp_config_var_t mp_config_vars[] = {
 const size_t mp_config_nvars = sizeof mp_config_vars / sizeof mp_config_vars[0];
 
 static void
-bad(void (*warn)(const char *, const char *), const char *name, const char *why)
-{
+bad(void (*warn)(const char *, const char *), const char *name, const char *why) {
     if (!warn) return;
     char msg[160];
     size_t n = mp_str_copy(msg, sizeof msg, "ignoring ");
@@ -32,11 +31,9 @@ bad(void (*warn)(const char *, const char *), const char *name, const char *why)
 }
 
 static int
-parse_bool(const char *name, const char *v, int deflt, void (*warn)(const char *, const char *))
-{
+parse_bool(const char *name, const char *v, int deflt, void (*warn)(const char *, const char *)) {
     if (!v) return deflt;
-    if (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") ||
-        !strcasecmp(v, "on"))
+    if (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on"))
         return 1;
     if (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no") ||
         !strcasecmp(v, "off") || !strcmp(v, ""))
@@ -47,8 +44,7 @@ parse_bool(const char *name, const char *v, int deflt, void (*warn)(const char *
 
 static int
 parse_int(const char *name, const char *v, int lo, int hi, int deflt,
-          void (*warn)(const char *, const char *))
-{
+          void (*warn)(const char *, const char *)) {
     if (!v) return deflt;
     long x = 0;
     const char *p = v;
@@ -67,8 +63,7 @@ fail:
 
 void
 mp_config_load_from(mp_config_t *cfg, const char *(*get)(const char *),
-                    void (*warn)(const char *, const char *))
-{
+                    void (*warn)(const char *, const char *)) {
     const char *out = get("MEMPROF_OUTPUT");
     if (out && !*out) {
         bad(warn, "MEMPROF_OUTPUT", "empty (using the default)");
@@ -89,20 +84,17 @@ mp_config_load_from(mp_config_t *cfg, const char *(*get)(const char *),
 }
 
 static const char *
-env_get(const char *name)
-{
+env_get(const char *name) {
     return getenv(name); /* getenv reads environ: no allocation, no lock */
 }
 
 void
-mp_config_load(mp_config_t *cfg, void (*warn)(const char *, const char *))
-{
+mp_config_load(mp_config_t *cfg, void (*warn)(const char *, const char *)) {
     mp_config_load_from(cfg, env_get, warn);
 }
 
 int
-mp_config_expand_output(const char *pattern, int pid, char *out, size_t cap)
-{
+mp_config_expand_output(const char *pattern, int pid, char *out, size_t cap) {
     size_t n = 0;
     for (const char *p = pattern; *p; p++) {
         char num[24];

@@ -24,10 +24,10 @@ typedef struct mp_config_s {
 } mp_config_t;
 
 typedef struct mp_config_var_s {
-    const char *name;    /* MEMPROF_... */
-    const char *type;    /* "bool", "int MIN..MAX", "path" */
-    const char *deflt;   /* default, as text */
-    const char *help;    /* one line */
+    const char *name;  /* MEMPROF_... */
+    const char *type;  /* "bool", "int MIN..MAX", "path" */
+    const char *deflt; /* default, as text */
+    const char *help;  /* one line */
 } mp_config_var_t;
 
 extern const mp_config_var_t mp_config_vars[];

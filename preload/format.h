@@ -48,7 +48,7 @@ void mp_fmt_header_encode(const mp_fmt_header_t *h, uint8_t out[MP_FMT_HEADER_SI
 int mp_fmt_header_decode(const uint8_t in[MP_FMT_HEADER_SIZE], mp_fmt_header_t *h);
 
 /* ---- section 4: chunks ------------------------------------------------------------------ */
-#define MP_CHUNK_MAGIC 0x4b43504du     /* "MPCK" little-endian */
+#define MP_CHUNK_MAGIC 0x4b43504du /* "MPCK" little-endian */
 #define MP_CHUNK_HEADER_SIZE 16u
 #define MP_CHUNK_MAX_PAYLOAD (16u << 20) /* readers reject longer chunks as corrupt */
 
@@ -96,7 +96,7 @@ enum {
     MP_ALLOC_VALLOC = 6,
     MP_ALLOC_PVALLOC = 7,
     MP_ALLOC_REALLOCARRAY = 8,
-    MP_ALLOC_FREE = 9,     /* free() (on MP_EV_FREE) */
+    MP_ALLOC_FREE = 9,       /* free() (on MP_EV_FREE) */
     MP_ALLOC_PYMEM_RAW = 10, /* CPython PYMEM_DOMAIN_RAW */
     MP_ALLOC_PYMEM_MEM = 11, /* CPython PYMEM_DOMAIN_MEM */
     MP_ALLOC_PYMEM_OBJ = 12, /* CPython PYMEM_DOMAIN_OBJ */
@@ -120,13 +120,11 @@ size_t mp_varint_put(uint8_t *p, uint64_t v);
 int mp_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v);
 
 static inline uint64_t
-mp_zigzag(int64_t v)
-{
+mp_zigzag(int64_t v) {
     return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
 }
 static inline int64_t
-mp_unzigzag(uint64_t v)
-{
+mp_unzigzag(uint64_t v) {
     return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
 }
 
@@ -135,36 +133,30 @@ uint32_t mp_crc32c(uint32_t crc, const void *buf, size_t n);
 
 /* Little-endian fixed-width helpers. */
 static inline void
-mp_put_u16(uint8_t *p, uint16_t v)
-{
+mp_put_u16(uint8_t *p, uint16_t v) {
     p[0] = (uint8_t)v;
     p[1] = (uint8_t)(v >> 8);
 }
 static inline void
-mp_put_u32(uint8_t *p, uint32_t v)
-{
+mp_put_u32(uint8_t *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
 static inline void
-mp_put_u64(uint8_t *p, uint64_t v)
-{
+mp_put_u64(uint8_t *p, uint64_t v) {
     for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
 static inline uint16_t
-mp_get_u16(const uint8_t *p)
-{
+mp_get_u16(const uint8_t *p) {
     return (uint16_t)(p[0] | (p[1] << 8));
 }
 static inline uint32_t
-mp_get_u32(const uint8_t *p)
-{
+mp_get_u32(const uint8_t *p) {
     uint32_t v = 0;
     for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
     return v;
 }
 static inline uint64_t
-mp_get_u64(const uint8_t *p)
-{
+mp_get_u64(const uint8_t *p) {
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
     return v;

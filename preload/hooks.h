@@ -10,19 +10,19 @@
 
 #include <stddef.h>
 
-#define MP_HOOKED_FUNCTIONS(X)                                                                   \
-    X(malloc, void *, (size_t))                                                                  \
-    X(free, void, (void *))                                                                      \
-    X(calloc, void *, (size_t, size_t))                                                          \
-    X(realloc, void *, (void *, size_t))                                                         \
-    X(reallocarray, void *, (void *, size_t, size_t))                                            \
-    X(posix_memalign, int, (void **, size_t, size_t))                                            \
-    X(aligned_alloc, void *, (size_t, size_t))                                                   \
-    X(memalign, void *, (size_t, size_t))                                                        \
-    X(valloc, void *, (size_t))                                                                  \
-    X(pvalloc, void *, (size_t))                                                                 \
-    X(_exit, void, (int))                                                                        \
-    X(_Exit, void, (int))                                                                        \
+#define MP_HOOKED_FUNCTIONS(X)                                                                     \
+    X(malloc, void *, (size_t))                                                                    \
+    X(free, void, (void *))                                                                        \
+    X(calloc, void *, (size_t, size_t))                                                            \
+    X(realloc, void *, (void *, size_t))                                                           \
+    X(reallocarray, void *, (void *, size_t, size_t))                                              \
+    X(posix_memalign, int, (void **, size_t, size_t))                                              \
+    X(aligned_alloc, void *, (size_t, size_t))                                                     \
+    X(memalign, void *, (size_t, size_t))                                                          \
+    X(valloc, void *, (size_t))                                                                    \
+    X(pvalloc, void *, (size_t))                                                                   \
+    X(_exit, void, (int))                                                                          \
+    X(_Exit, void, (int))                                                                          \
     X(abort, void, (void))
 
 typedef struct mp_real_s {

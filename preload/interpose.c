@@ -42,14 +42,12 @@ static _Alignas(64) uint8_t boot_arena[64 * 1024];
 static size_t boot_used;
 
 static int
-is_boot(const void *p)
-{
+is_boot(const void *p) {
     return (const uint8_t *)p >= boot_arena && (const uint8_t *)p < boot_arena + sizeof boot_arena;
 }
 
 static void *
-boot_alloc(size_t n, size_t align)
-{
+boot_alloc(size_t n, size_t align) {
     if (align < 16) align = 16;
     /* Size header just below the block, at a 16-byte granularity. */
     for (;;) {
@@ -65,8 +63,7 @@ boot_alloc(size_t n, size_t align)
 }
 
 static size_t
-boot_size(const void *p)
-{
+boot_size(const void *p) {
     size_t n;
     memcpy(&n, (const uint8_t *)p - 8, sizeof n);
     return n;
@@ -77,8 +74,7 @@ boot_size(const void *p)
 static int resolve_state; /* 0 not started, 1 in progress, 2 done */
 
 void
-mp_interpose_resolve(void)
-{
+mp_interpose_resolve(void) {
     if (mp_load_acquire(&resolve_state) == 2) return;
     int expect = 0;
     if (!mp_cas_acq_rel(&resolve_state, &expect, 1)) {
@@ -105,8 +101,7 @@ mp_interpose_resolve(void)
 
 /* True when the caller must serve the request from the bootstrap arena. */
 static inline int
-need_boot(void)
-{
+need_boot(void) {
     if (MP_LIKELY(mp_load_acquire(&resolve_state) == 2)) return 0;
     if (mp_thread.resolving) return 1;
     mp_interpose_resolve();
@@ -114,13 +109,13 @@ need_boot(void)
 }
 
 /* Record only when tracking runs and we are not already inside memprof on this thread. */
-#define TRACKING(t) (MP_LIKELY(!(t)->guard) && MP_LIKELY(mp_load_relaxed(&mp_state) == mp_state_running))
+#define TRACKING(t)                                                                                \
+    (MP_LIKELY(!(t)->guard) && MP_LIKELY(mp_load_relaxed(&mp_state) == mp_state_running))
 
 /* ---- the hooks --------------------------------------------------------------------------- */
 
 MP_EXPORT void *
-malloc(size_t n)
-{
+malloc(size_t n) {
     if (MP_UNLIKELY(need_boot())) return boot_alloc(n, 16);
     mp_thread_t *t = &mp_thread;
     if (!TRACKING(t)) return mp_real.malloc(n);
@@ -132,8 +127,7 @@ malloc(size_t n)
 }
 
 MP_EXPORT void
-free(void *p)
-{
+free(void *p) {
     if (!p || MP_UNLIKELY(is_boot(p))) return;
     if (MP_UNLIKELY(need_boot())) return; /* cannot happen: only boot blocks exist yet */
     mp_thread_t *t = &mp_thread;
@@ -148,8 +142,7 @@ free(void *p)
 }
 
 MP_EXPORT void *
-calloc(size_t n, size_t m)
-{
+calloc(size_t n, size_t m) {
     size_t total;
     if (MP_UNLIKELY(__builtin_mul_overflow(n, m, &total))) {
         errno = ENOMEM;
@@ -167,8 +160,7 @@ calloc(size_t n, size_t m)
 
 /* Shared by realloc and reallocarray; the caller has checked n for overflow. */
 static void *
-do_realloc(void *p, size_t n, unsigned allocator, void *(*real)(void *, size_t))
-{
+do_realloc(void *p, size_t n, unsigned allocator, void *(*real)(void *, size_t)) {
     mp_thread_t *t = &mp_thread;
     if (!TRACKING(t)) return real(p, n);
     t->guard++;
@@ -184,8 +176,7 @@ do_realloc(void *p, size_t n, unsigned allocator, void *(*real)(void *, size_t))
 }
 
 static void *
-boot_realloc(void *p, size_t n)
-{
+boot_realloc(void *p, size_t n) {
     size_t old = boot_size(p);
     void *q = malloc(n);
     if (q) memcpy(q, p, old < n ? old : n);
@@ -193,22 +184,19 @@ boot_realloc(void *p, size_t n)
 }
 
 MP_EXPORT void *
-realloc(void *p, size_t n)
-{
+realloc(void *p, size_t n) {
     if (MP_UNLIKELY(is_boot(p))) return boot_realloc(p, n);
     if (MP_UNLIKELY(need_boot())) return boot_alloc(n, 16);
     return do_realloc(p, n, MP_ALLOC_REALLOC, mp_real.realloc);
 }
 
 static void *
-real_reallocarray_as_realloc(void *p, size_t n)
-{
+real_reallocarray_as_realloc(void *p, size_t n) {
     return mp_real.realloc(p, n);
 }
 
 MP_EXPORT void *
-reallocarray(void *p, size_t n, size_t m)
-{
+reallocarray(void *p, size_t n, size_t m) {
     size_t total;
     if (MP_UNLIKELY(__builtin_mul_overflow(n, m, &total))) {
         errno = ENOMEM;
@@ -220,8 +208,7 @@ reallocarray(void *p, size_t n, size_t m)
 }
 
 MP_EXPORT int
-posix_memalign(void **out, size_t align, size_t n)
-{
+posix_memalign(void **out, size_t align, size_t n) {
     if (MP_UNLIKELY(need_boot())) {
         if (align == 0 || (align & (align - 1)) || align % sizeof(void *)) return EINVAL;
         *out = boot_alloc(n, align);
@@ -237,17 +224,16 @@ posix_memalign(void **out, size_t align, size_t n)
 }
 
 /* aligned_alloc, memalign, valloc, pvalloc: one shape, different real call and allocator. */
-#define ALIGNED_HOOK(name, allocator, params, args, boot_align)                                  \
-    MP_EXPORT void *name params                                                                  \
-    {                                                                                            \
-        if (MP_UNLIKELY(need_boot())) return boot_alloc(n, boot_align);                          \
-        mp_thread_t *t = &mp_thread;                                                             \
-        if (!TRACKING(t)) return mp_real.name args;                                              \
-        t->guard++;                                                                              \
-        void *p = mp_real.name args;                                                             \
-        if (p) mp_capture_event(t, MP_EV_ALLOC, allocator, p, n);                                \
-        t->guard--;                                                                              \
-        return p;                                                                                \
+#define ALIGNED_HOOK(name, allocator, params, args, boot_align)                                    \
+    MP_EXPORT void *name params {                                                                  \
+        if (MP_UNLIKELY(need_boot())) return boot_alloc(n, boot_align);                            \
+        mp_thread_t *t = &mp_thread;                                                               \
+        if (!TRACKING(t)) return mp_real.name args;                                                \
+        t->guard++;                                                                                \
+        void *p = mp_real.name args;                                                               \
+        if (p) mp_capture_event(t, MP_EV_ALLOC, allocator, p, n);                                  \
+        t->guard--;                                                                                \
+        return p;                                                                                  \
     }
 
 ALIGNED_HOOK(aligned_alloc, MP_ALLOC_ALIGNED_ALLOC, (size_t align, size_t n), (align, n), align)
@@ -258,8 +244,7 @@ ALIGNED_HOOK(pvalloc, MP_ALLOC_PVALLOC, (size_t n), (n), 4096)
 /* ---- process end without exit() ---------------------------------------------------------- */
 
 MP_EXPORT void
-_exit(int status)
-{
+_exit(int status) {
     mp_lifecycle_exit();
     mp_interpose_resolve();
     mp_real._exit(status);
@@ -267,8 +252,7 @@ _exit(int status)
 }
 
 MP_EXPORT void
-_Exit(int status)
-{
+_Exit(int status) {
     mp_lifecycle_exit();
     mp_interpose_resolve();
     mp_real._Exit(status);
@@ -276,8 +260,7 @@ _Exit(int status)
 }
 
 MP_EXPORT void
-abort(void)
-{
+abort(void) {
     mp_lifecycle_exit();
     mp_interpose_resolve();
     mp_real.abort();

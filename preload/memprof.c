@@ -25,66 +25,86 @@
 static mp_config_t cfg;
 static char dump_path[MP_PATH_MAX];
 static uint64_t start_mono_ns;
+static int owner_pid; /* the process whose dump is open (set at start and in fork children) */
 
 /* Stack table sizes: 4 Mi slots (32 MiB) and a 512 MiB arena, reserved, touched as used. */
 #define STACK_SLOTS (1u << 22)
 #define STACK_ARENA (512ull << 20)
 
 static void
-warn(const char *a, const char *b)
-{
+warn(const char *a, const char *b) {
     mp_sys_log2(a, b);
 }
 
 /* ---- the dump file ----------------------------------------------------------------------- */
 
-/* Is path an existing dump whose process is alive (possibly us, before an exec)? Files that
- * are not dumps, or dumps of dead processes, are stale and may be overwritten. */
+/* Who owns the existing file at path? Returns the pid in its header, 0 for a file that is not
+ * a dump (or unreadable), -1 for a file too short to have a header yet (being created). */
 static int
-owned_by_live_process(const char *path)
-{
+dump_owner(const char *path) {
     int fd = mp_sys_open(path, O_RDONLY, 0);
     if (fd < 0) return 0;
     uint8_t hdr[MP_FMT_HEADER_SIZE];
     ssize_t n = mp_sys_pread(fd, hdr, sizeof hdr, 0);
     mp_sys_close(fd);
-    if (n < (ssize_t)sizeof hdr) return n >= 0; /* being created right now: treat as live */
+    if (n >= 0 && n < (ssize_t)sizeof hdr) return -1;
     mp_fmt_header_t h;
-    if (mp_fmt_header_decode(hdr, &h) != 0) return 0;
-    return mp_sys_alive((int)h.pid);
+    if (n < 0 || mp_fmt_header_decode(hdr, &h) != 0) return 0;
+    return (int)h.pid;
 }
 
-/* Open the dump for this process: the configured name, or, when another live process (an
- * exec'd parent with the same fixed MEMPROF_OUTPUT, or our own image before exec) owns it,
- * "<name>.<pid>" and then "<name>.<pid>.<k>". Never overwrites a live process's dump. */
+/* Append ".<tag><k>" (k > 0) or ".<tag>" to base into out. */
+static void
+suffixed(char *out, const char *base, const char *tag, uint64_t num, unsigned k) {
+    size_t n = mp_str_copy(out, MP_PATH_MAX - 48, base);
+    n += mp_str_copy(out + n, 16, tag);
+    n += mp_str_u64(out + n, num);
+    if (k > 0) {
+        out[n++] = '.';
+        mp_str_u64(out + n, k);
+    }
+}
+
+/* Open the dump for this process at the configured name. If the file exists:
+ *  - written by this same pid (our own image before an exec, e.g. a shell or a pyenv shim that
+ *    exec'd the real program): it is renamed to "<name>.exec<k>", so the configured name always
+ *    holds the last program the process became, and nothing is lost;
+ *  - written by another live process (a parent sharing a fixed MEMPROF_OUTPUT): we write
+ *    "<name>.<pid>" instead (then "<name>.<pid>.<k>");
+ *  - anything else (a dump of a dead process, not a dump): stale, overwritten. */
 static int
-open_dump(int pid)
-{
+open_dump(int pid) {
     if (mp_config_expand_output(cfg.output, pid, dump_path, sizeof dump_path - 48) != 0) {
         warn("MEMPROF_OUTPUT is too long", NULL);
         return -1;
     }
-    int flags = O_WRONLY | O_CREAT | O_EXCL;
-    int fd = mp_sys_open(dump_path, flags, 0644);
-    if (fd == -EEXIST && !owned_by_live_process(dump_path))
-        fd = mp_sys_open(dump_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    size_t base = strlen(dump_path);
+    const int excl = O_WRONLY | O_CREAT | O_EXCL;
+    char base[MP_PATH_MAX];
+    mp_str_copy(base, sizeof base, dump_path);
+    int fd = -EEXIST;
+    /* Candidates: the configured name, then "<name>.<pid>", "<name>.<pid>.<k>". */
     for (unsigned k = 0; fd == -EEXIST && k < 1000; k++) {
-        size_t n = base;
-        dump_path[n++] = '.';
-        n += mp_str_u64(dump_path + n, (uint64_t)pid);
-        if (k > 0) {
-            dump_path[n++] = '.';
-            n += mp_str_u64(dump_path + n, k);
+        if (k > 0) suffixed(dump_path, base, ".", (uint64_t)pid, k - 1);
+        fd = mp_sys_open(dump_path, excl, 0644);
+        if (fd != -EEXIST) break;
+        int owner = dump_owner(dump_path);
+        if (owner == pid) {
+            char aside[MP_PATH_MAX];
+            for (unsigned j = 1; j < 1000; j++) {
+                suffixed(aside, dump_path, ".exec", j, 0);
+                if (!mp_sys_exists(aside)) break;
+            }
+            mp_sys_rename(dump_path, aside);
+            fd = mp_sys_open(dump_path, excl, 0644);
+        } else if (owner == 0 || (owner > 0 && !mp_sys_alive(owner))) {
+            fd = mp_sys_open(dump_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         }
-        dump_path[n] = 0;
-        fd = mp_sys_open(dump_path, flags, 0644);
     }
     if (fd < 0) {
         warn(fd == -EACCES || fd == -EPERM || fd == -EROFS
                  ? "cannot create the dump (permission denied), tracking disabled: "
-                 : fd == -ENOENT ? "cannot create the dump (no such directory), tracking disabled: "
-                                 : "cannot create the dump, tracking disabled: ",
+             : fd == -ENOENT ? "cannot create the dump (no such directory), tracking disabled: "
+                             : "cannot create the dump, tracking disabled: ",
              dump_path);
         return -1;
     }
@@ -92,9 +112,9 @@ open_dump(int pid)
 }
 
 static int
-start_writer(int forked)
-{
+start_writer(int forked) {
     int pid = mp_sys_getpid();
+    owner_pid = pid;
     int fd = open_dump(pid);
     if (fd < 0) return -1;
     mp_writer_opts_t o;
@@ -128,8 +148,7 @@ start_writer(int forked)
  * only gets shorter). Programs copy the environment for their children (Python's os.environ
  * is built after this runs), so exec'd children start without the preload. */
 static void
-strip_self_from_ld_preload(void)
-{
+strip_self_from_ld_preload(void) {
     extern char **environ;
     for (char **e = environ; e && *e; e++) {
         if (strncmp(*e, "LD_PRELOAD=", 11) != 0) continue;
@@ -154,8 +173,7 @@ strip_self_from_ld_preload(void)
 /* ---- fork ---------------------------------------------------------------------------------- */
 
 static void
-after_fork_child(void)
-{
+after_fork_child(void) {
     mp_thread_t *t = &mp_thread;
     if (mp_load_relaxed(&mp_state) != mp_state_running) return;
     t->guard++;
@@ -177,8 +195,7 @@ after_fork_child(void)
 /* ---- start and end ------------------------------------------------------------------------- */
 
 __attribute__((constructor)) static void
-mp_start(void)
-{
+mp_start(void) {
     mp_thread_t *t = &mp_thread;
     t->guard++; /* our own allocations (pthread_create, atfork, libunwind) stay untracked */
     mp_interpose_resolve();
@@ -198,8 +215,10 @@ out:
 
 /* End tracking: final marker, drain, trailer, message. Idempotent; safe from any thread. */
 static void
-finish(unsigned marker)
-{
+finish(unsigned marker) {
+    /* A vfork child shares our memory until it execs or calls _exit: it must not close the
+     * parent's dump. Its pid differs from the owner's. */
+    if (mp_load_relaxed(&mp_state) != mp_state_running || mp_sys_getpid() != owner_pid) return;
     int expect = mp_state_running;
     if (!mp_cas_acq_rel(&mp_state, &expect, mp_state_stopping)) return;
     mp_thread_t *t = &mp_thread;
@@ -224,13 +243,11 @@ finish(unsigned marker)
 }
 
 __attribute__((destructor)) static void
-mp_stop(void)
-{
+mp_stop(void) {
     finish(MP_MARK_EXIT);
 }
 
 void
-mp_lifecycle_exit(void)
-{
+mp_lifecycle_exit(void) {
     finish(MP_MARK_EXIT);
 }

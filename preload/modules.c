@@ -21,22 +21,19 @@ static seen_t *seen;
 static size_t nseen;
 
 int
-mp_modules_init(void)
-{
+mp_modules_init(void) {
     if (!maps_buf) maps_buf = mp_sys_map(MAPS_CAP);
     if (!seen) seen = mp_sys_map(MAX_SEEN * sizeof *seen);
     return maps_buf && seen ? 0 : -1;
 }
 
 void
-mp_modules_reset(void)
-{
+mp_modules_reset(void) {
     nseen = 0;
 }
 
 static uint64_t
-hex(const char **p)
-{
+hex(const char **p) {
     uint64_t v = 0;
     for (;; (*p)++) {
         char c = **p;
@@ -47,8 +44,7 @@ hex(const char **p)
 }
 
 static uint64_t
-fnv(const char *s)
-{
+fnv(const char *s) {
     uint64_t h = 1469598103934665603ull;
     while (*s) h = (h ^ (uint8_t)*s++) * 1099511628211ull;
     return h;
@@ -57,8 +53,7 @@ fnv(const char *s)
 /* Read the file's program headers: bias for the mapping (start, offset) and its build-id. */
 static void
 elf_info(const char *path, uint64_t start, uint64_t off, uint64_t *bias, uint8_t *id,
-         uint32_t *idlen)
-{
+         uint32_t *idlen) {
     *bias = start - off; /* right for ordinary shared objects; refined below */
     *idlen = 0;
     int fd = mp_sys_open(path, O_RDONLY, 0);
@@ -106,8 +101,7 @@ out:
 }
 
 int
-mp_modules_refresh(void (*emit)(void *, const mp_module_t *), void *ctx)
-{
+mp_modules_refresh(void (*emit)(void *, const mp_module_t *), void *ctx) {
     ssize_t len = mp_sys_read_file("/proc/self/maps", maps_buf, MAPS_CAP);
     if (len < 0) return (int)len;
     int emitted = 0;

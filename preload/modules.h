@@ -12,15 +12,15 @@
 #include <stdint.h>
 
 typedef struct mp_module_s {
-    const char *path;         /* absolute path as in /proc/self/maps */
-    uint64_t bias;            /* runtime address - ELF vaddr */
-    uint32_t nranges;         /* executable ranges */
-    const uint64_t *ranges;   /* start, end pairs */
-    const uint8_t *build_id;  /* NT_GNU_BUILD_ID bytes */
+    const char *path;        /* absolute path as in /proc/self/maps */
+    uint64_t bias;           /* runtime address - ELF vaddr */
+    uint32_t nranges;        /* executable ranges */
+    const uint64_t *ranges;  /* start, end pairs */
+    const uint8_t *build_id; /* NT_GNU_BUILD_ID bytes */
     uint32_t build_id_len;
 } mp_module_t;
 
-int mp_modules_init(void);  /* reserve buffers; 0 or -1 */
+int mp_modules_init(void);   /* reserve buffers; 0 or -1 */
 void mp_modules_reset(void); /* forget what was emitted (fork child: new dump) */
 /* Read the current mappings and call emit for every module not emitted before (or whose
  * ranges changed). Returns the number emitted, or -errno if /proc/self/maps is unreadable. */

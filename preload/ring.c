@@ -8,24 +8,20 @@
 #include "atomics.h"
 #include "sys.h"
 
-static mp_ring_t *registry;    /* head of the append-only list of rings */
-static uint32_t next_stream;   /* stream ids, in claim order */
+static mp_ring_t *registry;  /* head of the append-only list of rings */
+static uint32_t next_stream; /* stream ids, in claim order */
 
 static void
-kick_nothing(void)
-{
-}
+kick_nothing(void) {}
 void (*mp_ring_kick)(void) = kick_nothing;
 
 mp_ring_t *
-mp_ring_first(void)
-{
+mp_ring_first(void) {
     return mp_load_acquire(&registry);
 }
 
 mp_ring_t *
-mp_ring_claim(void)
-{
+mp_ring_claim(void) {
     /* Reuse a ring whose thread exited. The CAS makes one claimer win; acquire pairs with the
      * release in mp_ring_release so the new owner sees the final head of the old one. */
     for (mp_ring_t *r = mp_load_acquire(&registry); r; r = r->next) {
@@ -48,20 +44,17 @@ mp_ring_claim(void)
      * before it can reach r through the list. */
     mp_ring_t *old = mp_load_relaxed(&registry);
     do r->next = old;
-    while (!__atomic_compare_exchange_n(&registry, &old, r, 1, __ATOMIC_RELEASE,
-                                        __ATOMIC_RELAXED));
+    while (!__atomic_compare_exchange_n(&registry, &old, r, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
     return r;
 }
 
 void
-mp_ring_release(mp_ring_t *r)
-{
+mp_ring_release(mp_ring_t *r) {
     mp_store_release(&r->state, (uint32_t)mp_ring_free);
 }
 
 int
-mp_ring_wait_space(mp_ring_t *r, const int *abandon)
-{
+mp_ring_wait_space(mp_ring_t *r, const int *abandon) {
     /* The writer drains every ring on each pass; wake it and give it the CPU. Sleeping in
      * 50 us steps (a raw nanosleep: no lock, no allocation) bounds the producer's wait to the
      * writer's pass, and checking *abandon ends it if tracking is shutting down. */
@@ -75,8 +68,7 @@ mp_ring_wait_space(mp_ring_t *r, const int *abandon)
 }
 
 void
-mp_ring_reset_after_fork(mp_ring_t *keep)
-{
+mp_ring_reset_after_fork(mp_ring_t *keep) {
     /* The child is single-threaded here: plain stores are enough. The parent's pending
      * records belong to the parent's dump (its writer still drains them there). */
     for (mp_ring_t *r = registry; r; r = r->next) {

@@ -41,10 +41,10 @@ typedef struct mp_ring_s {
     _Alignas(64) uint64_t tail; /* next slot to drain; release-stored by the writer */
     /* Registry (immutable once published, except state). */
     _Alignas(64) struct mp_ring_s *next; /* next ring in the registry */
-    uint32_t stream;                      /* stream id in the dump, 0-based, unique */
-    uint32_t state;                       /* mp_ring_free / mp_ring_owned */
-    uint32_t mask;                        /* capacity - 1 */
-    mp_rec_t *slots;                      /* capacity records */
+    uint32_t stream;                     /* stream id in the dump, 0-based, unique */
+    uint32_t state;                      /* mp_ring_free / mp_ring_owned */
+    uint32_t mask;                       /* capacity - 1 */
+    mp_rec_t *slots;                     /* capacity records */
 } mp_ring_t;
 
 /* Capacity of every ring, in records (a power of two): 8192 * 32 B = 256 KiB per thread. */
@@ -73,21 +73,18 @@ static inline int mp_ring_push(mp_ring_t *r, const mp_rec_t *rec, const int *aba
 
 /* Consumer: records [tail, head) are ready; after using them, mp_ring_consume(r, head). */
 static inline uint64_t
-mp_ring_ready(mp_ring_t *r)
-{
+mp_ring_ready(mp_ring_t *r) {
     return __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
 }
 static inline void
-mp_ring_consume(mp_ring_t *r, uint64_t upto)
-{
+mp_ring_consume(mp_ring_t *r, uint64_t upto) {
     __atomic_store_n(&r->tail, upto, __ATOMIC_RELEASE);
 }
 
 int mp_ring_wait_space(mp_ring_t *r, const int *abandon); /* slow path of push */
 
 static inline int
-mp_ring_push(mp_ring_t *r, const mp_rec_t *rec, const int *abandon)
-{
+mp_ring_push(mp_ring_t *r, const mp_rec_t *rec, const int *abandon) {
     uint64_t h = r->head; /* only this thread writes head */
     if (__builtin_expect(h - r->tail_cache > r->mask, 0)) {
         r->tail_cache = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);

@@ -15,11 +15,11 @@
 enum { st_writing = 0, st_valid = 1, st_dead = 2 };
 
 typedef struct entry_s {
-    uint32_t state;     /* st_* ; release-stored when complete */
-    uint32_t n;         /* frames */
-    uint32_t id;        /* stack id */
-    uint32_t pad;       /* keeps frames 8-aligned */
-    uint64_t frames[];  /* innermost first */
+    uint32_t state;    /* st_* ; release-stored when complete */
+    uint32_t n;        /* frames */
+    uint32_t id;       /* stack id */
+    uint32_t pad;      /* keeps frames 8-aligned */
+    uint64_t frames[]; /* innermost first */
 } entry_t;
 
 static uint64_t *slots;      /* hash table */
@@ -31,8 +31,7 @@ static size_t arena_used;    /* words handed out (atomic) */
 static uint32_t next_id = 1; /* ids handed out (atomic) */
 
 int
-mp_stacks_init(size_t nslots, size_t arena_bytes)
-{
+mp_stacks_init(size_t nslots, size_t arena_bytes) {
     slots = mp_sys_map(nslots * sizeof *slots);
     arena = mp_sys_map(arena_bytes);
     if (!slots || !arena) return -1;
@@ -45,8 +44,7 @@ mp_stacks_init(size_t nslots, size_t arena_bytes)
 }
 
 static uint64_t
-hash_frames(const uint64_t *f, uint32_t n)
-{
+hash_frames(const uint64_t *f, uint32_t n) {
     uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
     for (uint32_t i = 0; i < n; i++) {
         h ^= f[i];
@@ -60,14 +58,12 @@ hash_frames(const uint64_t *f, uint32_t n)
 }
 
 static entry_t *
-entry_at(size_t off)
-{
+entry_at(size_t off) {
     return (entry_t *)(arena + off);
 }
 
 uint32_t
-mp_stacks_intern(const uint64_t *frames, uint32_t n)
-{
+mp_stacks_intern(const uint64_t *frames, uint32_t n) {
     uint64_t h = hash_frames(frames, n);
     uint64_t tag = h >> 40; /* 24 bits */
     size_t i = (size_t)h & slot_mask;
@@ -108,8 +104,7 @@ mp_stacks_intern(const uint64_t *frames, uint32_t n)
 }
 
 int
-mp_stacks_next(size_t *cursor, uint32_t *id, const uint64_t **frames, uint32_t *n)
-{
+mp_stacks_next(size_t *cursor, uint32_t *id, const uint64_t **frames, uint32_t *n) {
     for (;;) {
         size_t off = *cursor;
         if (off >= mp_load_acquire(&arena_used) || off >= arena_words) return 0;
@@ -127,15 +122,13 @@ mp_stacks_next(size_t *cursor, uint32_t *id, const uint64_t **frames, uint32_t *
 }
 
 size_t
-mp_stacks_fork_barrier(void)
-{
+mp_stacks_fork_barrier(void) {
     return arena_used;
 }
 
 void
-mp_stacks_each_published(size_t below,
-                         void (*fn)(void *, uint32_t, const uint64_t *, uint32_t), void *ctx)
-{
+mp_stacks_each_published(size_t below, void (*fn)(void *, uint32_t, const uint64_t *, uint32_t),
+                         void *ctx) {
     /* Every published slot points at a complete entry (published after being filled). */
     for (size_t i = 0; i <= slot_mask; i++) {
         uint64_t s = mp_load_acquire(&slots[i]);

@@ -28,8 +28,9 @@ int mp_stacks_next(size_t *cursor, uint32_t *id, const uint64_t **frames, uint32
  * forever (their thread is gone); the child emits published stacks with mp_stacks_each_published
  * and continues scanning from the returned cursor. */
 size_t mp_stacks_fork_barrier(void);
-void mp_stacks_each_published(size_t below, void (*fn)(void *ctx, uint32_t id,
-                                                        const uint64_t *frames, uint32_t n),
+void mp_stacks_each_published(size_t below,
+                              void (*fn)(void *ctx, uint32_t id, const uint64_t *frames,
+                                         uint32_t n),
                               void *ctx);
 
 #endif

@@ -17,8 +17,7 @@
 #include <unistd.h>
 
 static long
-sys(long nr, long a, long b, long c, long d, long e, long f)
-{
+sys(long nr, long a, long b, long c, long d, long e, long f) {
     int saved = errno;
     long r = syscall(nr, a, b, c, d, e, f);
     if (r < 0) {
@@ -29,8 +28,7 @@ sys(long nr, long a, long b, long c, long d, long e, long f)
 }
 
 int
-mp_sys_write_all_real(int fd, const void *buf, size_t n)
-{
+mp_sys_write_all_real(int fd, const void *buf, size_t n) {
     const char *p = buf;
     while (n > 0) {
         long r = sys(SYS_write, fd, (long)p, (long)n, 0, 0, 0);
@@ -46,20 +44,17 @@ mp_sys_write_all_real(int fd, const void *buf, size_t n)
 int (*mp_sys_write_all)(int fd, const void *buf, size_t n) = mp_sys_write_all_real;
 
 int
-mp_sys_open(const char *path, int flags, int mode)
-{
+mp_sys_open(const char *path, int flags, int mode) {
     return (int)sys(SYS_openat, AT_FDCWD, (long)path, flags | O_CLOEXEC, mode, 0, 0);
 }
 
 int
-mp_sys_close(int fd)
-{
+mp_sys_close(int fd) {
     return (int)sys(SYS_close, fd, 0, 0, 0, 0, 0);
 }
 
 ssize_t
-mp_sys_pread(int fd, void *buf, size_t n, off_t off)
-{
+mp_sys_pread(int fd, void *buf, size_t n, off_t off) {
     long r;
     do r = sys(SYS_pread64, fd, (long)buf, (long)n, (long)off, 0, 0);
     while (r == -EINTR);
@@ -67,8 +62,7 @@ mp_sys_pread(int fd, void *buf, size_t n, off_t off)
 }
 
 ssize_t
-mp_sys_read_file(const char *path, char *buf, size_t cap)
-{
+mp_sys_read_file(const char *path, char *buf, size_t cap) {
     int fd = mp_sys_open(path, O_RDONLY, 0);
     if (fd < 0) return fd;
     size_t got = 0;
@@ -88,48 +82,41 @@ mp_sys_read_file(const char *path, char *buf, size_t cap)
 }
 
 ssize_t
-mp_sys_readlink(const char *path, char *buf, size_t cap)
-{
+mp_sys_readlink(const char *path, char *buf, size_t cap) {
     long r = sys(SYS_readlinkat, AT_FDCWD, (long)path, (long)buf, (long)(cap - 1), 0, 0);
     buf[r < 0 ? 0 : r] = 0;
     return r;
 }
 
 void *
-mp_sys_map(size_t n)
-{
+mp_sys_map(size_t n) {
     long r = sys(SYS_mmap, 0, (long)n, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     return r < 0 ? NULL : (void *)r;
 }
 
 void
-mp_sys_unmap(void *p, size_t n)
-{
+mp_sys_unmap(void *p, size_t n) {
     if (p) sys(SYS_munmap, (long)p, (long)n, 0, 0, 0, 0);
 }
 
 int
-mp_sys_getpid(void)
-{
+mp_sys_getpid(void) {
     return (int)sys(SYS_getpid, 0, 0, 0, 0, 0, 0);
 }
 
 int
-mp_sys_getppid(void)
-{
+mp_sys_getppid(void) {
     return (int)sys(SYS_getppid, 0, 0, 0, 0, 0, 0);
 }
 
 int
-mp_sys_gettid(void)
-{
+mp_sys_gettid(void) {
     return (int)sys(SYS_gettid, 0, 0, 0, 0, 0, 0);
 }
 
 static uint64_t
-clock_ns(clockid_t id)
-{
+clock_ns(clockid_t id) {
     /* clock_gettime goes through the vDSO: no system call, no allocation, no errno change. */
     struct timespec ts;
     clock_gettime(id, &ts);
@@ -137,41 +124,34 @@ clock_ns(clockid_t id)
 }
 
 uint64_t
-mp_sys_mono_ns(void)
-{
+mp_sys_mono_ns(void) {
     return clock_ns(CLOCK_MONOTONIC);
 }
 
 uint64_t
-mp_sys_real_ns(void)
-{
+mp_sys_real_ns(void) {
     return clock_ns(CLOCK_REALTIME);
 }
 
 void
-mp_sys_sleep_ns(uint64_t ns)
-{
+mp_sys_sleep_ns(uint64_t ns) {
     struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
     sys(SYS_nanosleep, (long)&ts, 0, 0, 0, 0, 0);
 }
 
 void
-mp_sys_futex_wait(int *addr, int val, uint64_t timeout_ns)
-{
-    struct timespec ts = {(time_t)(timeout_ns / 1000000000ull),
-                          (long)(timeout_ns % 1000000000ull)};
+mp_sys_futex_wait(int *addr, int val, uint64_t timeout_ns) {
+    struct timespec ts = {(time_t)(timeout_ns / 1000000000ull), (long)(timeout_ns % 1000000000ull)};
     sys(SYS_futex, (long)addr, FUTEX_WAIT_PRIVATE, val, timeout_ns ? (long)&ts : 0, 0, 0);
 }
 
 void
-mp_sys_futex_wake(int *addr, int n)
-{
+mp_sys_futex_wake(int *addr, int n) {
     sys(SYS_futex, (long)addr, FUTEX_WAKE_PRIVATE, n, 0, 0, 0);
 }
 
 void
-mp_sys_log2(const char *a, const char *b)
-{
+mp_sys_log2(const char *a, const char *b) {
     char line[1024];
     size_t n = mp_str_copy(line, sizeof line, "memprof: ");
     n += mp_str_copy(line + n, sizeof line - n, a);
@@ -182,14 +162,12 @@ mp_sys_log2(const char *a, const char *b)
 }
 
 void
-mp_sys_log(const char *msg)
-{
+mp_sys_log(const char *msg) {
     mp_sys_log2(msg, NULL);
 }
 
 size_t
-mp_str_copy(char *dst, size_t cap, const char *src)
-{
+mp_str_copy(char *dst, size_t cap, const char *src) {
     size_t n = strlen(src);
     if (cap == 0) return n;
     size_t m = n < cap - 1 ? n : cap - 1;
@@ -199,8 +177,7 @@ mp_str_copy(char *dst, size_t cap, const char *src)
 }
 
 size_t
-mp_str_u64(char *dst, uint64_t v)
-{
+mp_str_u64(char *dst, uint64_t v) {
     char tmp[24];
     size_t n = 0;
     do tmp[n++] = (char)('0' + v % 10);
@@ -211,8 +188,17 @@ mp_str_u64(char *dst, uint64_t v)
 }
 
 int
-mp_sys_alive(int pid)
-{
+mp_sys_alive(int pid) {
     long r = sys(SYS_kill, pid, 0, 0, 0, 0, 0);
     return r == 0 || r == -EPERM;
+}
+
+int
+mp_sys_rename(const char *from, const char *to) {
+    return (int)sys(SYS_renameat, AT_FDCWD, (long)from, AT_FDCWD, (long)to, 0, 0);
+}
+
+int
+mp_sys_exists(const char *path) {
+    return sys(SYS_faccessat, AT_FDCWD, (long)path, F_OK, 0, 0, 0) == 0;
 }

@@ -17,20 +17,22 @@
 extern int (*mp_sys_write_all)(int fd, const void *buf, size_t n);
 int mp_sys_write_all_real(int fd, const void *buf, size_t n);
 
-int mp_sys_open(const char *path, int flags, int mode);       /* fd or -errno */
+int mp_sys_open(const char *path, int flags, int mode); /* fd or -errno */
 int mp_sys_close(int fd);
+int mp_sys_rename(const char *from, const char *to);          /* 0 or -errno */
+int mp_sys_exists(const char *path);                          /* 1 if path names an existing file */
 ssize_t mp_sys_pread(int fd, void *buf, size_t n, off_t off); /* bytes or -errno */
 /* Read a whole small file (e.g. /proc/self/maps) into buf; returns bytes (< cap) or -errno. */
 ssize_t mp_sys_read_file(const char *path, char *buf, size_t cap);
 ssize_t mp_sys_readlink(const char *path, char *buf, size_t cap); /* NUL-terminated */
-void *mp_sys_map(size_t n);        /* private anonymous RW, NORESERVE; NULL on failure */
+void *mp_sys_map(size_t n); /* private anonymous RW, NORESERVE; NULL on failure */
 void mp_sys_unmap(void *p, size_t n);
 int mp_sys_getpid(void);
 int mp_sys_getppid(void);
 int mp_sys_alive(int pid); /* 1 if a process with this pid exists (kill(pid, 0)) */
 int mp_sys_gettid(void);
-uint64_t mp_sys_mono_ns(void);     /* CLOCK_MONOTONIC */
-uint64_t mp_sys_real_ns(void);     /* CLOCK_REALTIME */
+uint64_t mp_sys_mono_ns(void); /* CLOCK_MONOTONIC */
+uint64_t mp_sys_real_ns(void); /* CLOCK_REALTIME */
 void mp_sys_sleep_ns(uint64_t ns);
 /* futex wait while *addr == val, at most timeout_ns (0 = forever); futex wake n waiters. */
 void mp_sys_futex_wait(int *addr, int val, uint64_t timeout_ns);

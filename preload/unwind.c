@@ -10,8 +10,7 @@
 static uintptr_t self_lo, self_hi; /* our own text, to drop our frames */
 
 static int
-find_self(struct dl_phdr_info *info, size_t size, void *data)
-{
+find_self(struct dl_phdr_info *info, size_t size, void *data) {
     (void)size;
     uintptr_t me = (uintptr_t)data;
     for (int i = 0; i < info->dlpi_phnum; i++) {
@@ -28,8 +27,7 @@ find_self(struct dl_phdr_info *info, size_t size, void *data)
 }
 
 void
-mp_unwind_init(void)
-{
+mp_unwind_init(void) {
     /* Per-thread caches keep unw_backtrace cheap and lock-free after the first unwind of
      * each code address in a thread. */
     unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
@@ -37,8 +35,7 @@ mp_unwind_init(void)
 }
 
 uint32_t
-mp_unwind_capture(uint64_t *out, uint32_t max)
-{
+mp_unwind_capture(uint64_t *out, uint32_t max) {
     /* A few of our own frames (capture, hook) sit on top; unwind into a larger buffer and
      * drop them. 8 covers the deepest path through memprof (interpose -> capture -> here). */
     void *ips[MP_DEPTH_MAX + 8];

@@ -20,32 +20,32 @@
 #include "stacks.h"
 #include "sys.h"
 
-#define CHUNK_CAP (1u << 20)                   /* payload bytes per chunk buffer */
-#define CHUNK_FLUSH_AT (CHUNK_CAP / 2)         /* write once this full */
-#define EVENT_MAX 40u                          /* worst-case encoded event */
+#define CHUNK_CAP (1u << 20)           /* payload bytes per chunk buffer */
+#define CHUNK_FLUSH_AT (CHUNK_CAP / 2) /* write once this full */
+#define EVENT_MAX 40u                  /* worst-case encoded event */
 #define SCRATCH_CAP (MP_RING_CAPACITY * EVENT_MAX + 64)
 
 static struct {
     mp_writer_opts_t o;
     pthread_t thread;
-    int running;             /* the thread exists */
-    uint8_t *chunk;          /* [16-byte chunk header][payload] */
-    size_t len;              /* payload bytes */
-    uint8_t *scratch;        /* one record body being built */
+    int running;      /* the thread exists */
+    uint8_t *chunk;   /* [16-byte chunk header][payload] */
+    size_t len;       /* payload bytes */
+    uint8_t *scratch; /* one record body being built */
     uint64_t last_flush_ns;
     uint64_t last_sample_ns;
     uint64_t last_modules_ns;
-    size_t stack_cursor;     /* next arena position to emit */
-    int new_stacks;          /* stacks emitted since the last module refresh */
-    int failed;              /* a write failed: stop writing */
+    size_t stack_cursor; /* next arena position to emit */
+    int new_stacks;      /* stacks emitted since the last module refresh */
+    int failed;          /* a write failed: stop writing */
     int statm_fd;
     /* Totals for the trailer. */
     uint64_t events, allocs, frees, alloc_bytes;
     /* Control. */
-    int wake;                /* futex word: bumped by kicks */
-    int sleeping;            /* the writer is (about to be) waiting on wake */
-    int stop;                /* stop requested */
-    int done;                /* futex word: the writer finished */
+    int wake;     /* futex word: bumped by kicks */
+    int sleeping; /* the writer is (about to be) waiting on wake */
+    int stop;     /* stop requested */
+    int done;     /* futex word: the writer finished */
     unsigned stop_kind;
     uint64_t stop_seq, stop_time;
 } W;
@@ -53,8 +53,7 @@ static struct {
 /* ---- chunk buffer ------------------------------------------------------------------------ */
 
 static void
-flush(void)
-{
+flush(void) {
     if (W.len == 0 || W.failed) return;
     uint8_t *payload = W.chunk + MP_CHUNK_HEADER_SIZE;
     mp_chunk_header_encode((uint32_t)W.len, mp_crc32c(0, payload, W.len), W.chunk);
@@ -72,8 +71,7 @@ flush(void)
 
 /* Append one record; body must not exceed the chunk capacity. */
 static void
-put_record(unsigned tag, const uint8_t *body, size_t n)
-{
+put_record(unsigned tag, const uint8_t *body, size_t n) {
     if (W.len + 1 + MP_VARINT_MAX + n > CHUNK_CAP) flush();
     uint8_t *p = W.chunk + MP_CHUNK_HEADER_SIZE + W.len;
     *p++ = (uint8_t)tag;
@@ -83,8 +81,7 @@ put_record(unsigned tag, const uint8_t *body, size_t n)
 }
 
 static uint8_t *
-put_bytes(uint8_t *p, const void *s, size_t n)
-{
+put_bytes(uint8_t *p, const void *s, size_t n) {
     p += mp_varint_put(p, n);
     memcpy(p, s, n);
     return p + n;
@@ -93,8 +90,7 @@ put_bytes(uint8_t *p, const void *s, size_t n)
 /* ---- records ----------------------------------------------------------------------------- */
 
 static void
-emit_process(void)
-{
+emit_process(void) {
     static char exe[MP_PATH_MAX], cwd[MP_PATH_MAX], argv[65536];
     mp_sys_readlink("/proc/self/exe", exe, sizeof exe);
     mp_sys_readlink("/proc/self/cwd", cwd, sizeof cwd);
@@ -109,8 +105,7 @@ emit_process(void)
 }
 
 static void
-emit_stack(void *ctx, uint32_t id, const uint64_t *frames, uint32_t n)
-{
+emit_stack(void *ctx, uint32_t id, const uint64_t *frames, uint32_t n) {
     (void)ctx;
     /* A stack of MP_DEPTH_MAX frames takes at most 2 + 256*10 varint bytes < SCRATCH_CAP. */
     uint8_t *p = W.scratch;
@@ -126,16 +121,14 @@ emit_stack(void *ctx, uint32_t id, const uint64_t *frames, uint32_t n)
 }
 
 static void
-emit_new_stacks(void)
-{
+emit_new_stacks(void) {
     uint32_t id, n;
     const uint64_t *frames;
     while (mp_stacks_next(&W.stack_cursor, &id, &frames, &n)) emit_stack(NULL, id, frames, n);
 }
 
 static void
-emit_module(void *ctx, const mp_module_t *m)
-{
+emit_module(void *ctx, const mp_module_t *m) {
     (void)ctx;
     uint8_t *p = W.scratch;
     p += mp_varint_put(p, m->bias);
@@ -147,8 +140,7 @@ emit_module(void *ctx, const mp_module_t *m)
 }
 
 static void
-emit_marker(unsigned kind, uint64_t seq, uint64_t mono_ns)
-{
+emit_marker(unsigned kind, uint64_t seq, uint64_t mono_ns) {
     uint8_t body[32], *p = body;
     p += mp_varint_put(p, kind);
     p += mp_varint_put(p, seq);
@@ -157,8 +149,7 @@ emit_marker(unsigned kind, uint64_t seq, uint64_t mono_ns)
 }
 
 static void
-emit_sample(uint64_t now)
-{
+emit_sample(uint64_t now) {
     char buf[128];
     ssize_t n = W.statm_fd >= 0 ? mp_sys_pread(W.statm_fd, buf, sizeof buf - 1, 0) : -1;
     if (n <= 0) return;
@@ -189,16 +180,14 @@ typedef struct batch_s {
 #define PREFIX_GAP 32
 
 static void
-batch_open(batch_t *b, uint32_t stream)
-{
+batch_open(batch_t *b, uint32_t stream) {
     b->stream = stream;
     b->count = 0;
     b->p = W.scratch + PREFIX_GAP;
 }
 
 static void
-batch_close(batch_t *b)
-{
+batch_close(batch_t *b) {
     if (b->count == 0) return;
     uint8_t pre[PREFIX_GAP], *p = pre;
     p += mp_varint_put(p, b->stream);
@@ -213,8 +202,7 @@ batch_close(batch_t *b)
 }
 
 static void
-batch_add(batch_t *b, const mp_rec_t *r)
-{
+batch_add(batch_t *b, const mp_rec_t *r) {
     if (b->count == 0) b->base_seq = b->prev_seq = r->seq, b->prev_ptr = 0;
     uint8_t *p = b->p;
     unsigned kind = MP_EV_KIND(r->head);
@@ -228,13 +216,14 @@ batch_add(batch_t *b, const mp_rec_t *r)
     b->prev_ptr = r->ptr;
     b->count++;
     W.events++;
-    if (kind == MP_EV_ALLOC) W.allocs++, W.alloc_bytes += r->size;
-    else if (kind == MP_EV_FREE) W.frees++;
+    if (kind == MP_EV_ALLOC)
+        W.allocs++, W.alloc_bytes += r->size;
+    else if (kind == MP_EV_FREE)
+        W.frees++;
 }
 
 static int
-drain_ring(mp_ring_t *r)
-{
+drain_ring(mp_ring_t *r) {
     uint64_t t = r->tail, h = mp_ring_ready(r);
     if (t == h) return 0;
     batch_t b;
@@ -261,16 +250,14 @@ drain_ring(mp_ring_t *r)
 }
 
 static int
-drain_all(void)
-{
+drain_all(void) {
     int any = 0;
     for (mp_ring_t *r = mp_ring_first(); r; r = r->next) any |= drain_ring(r);
     return any;
 }
 
 static void
-refresh_modules(uint64_t now, int force)
-{
+refresh_modules(uint64_t now, int force) {
     if (!W.o.native || !W.new_stacks) return;
     if (!force && now - W.last_modules_ns < (uint64_t)W.o.interval_ms * 1000000ull) return;
     W.new_stacks = 0;
@@ -279,8 +266,7 @@ refresh_modules(uint64_t now, int force)
 }
 
 static void
-emit_trailer(void)
-{
+emit_trailer(void) {
     uint8_t body[96], *p = body;
     p += mp_varint_put(p, W.events);
     p += mp_varint_put(p, W.allocs);
@@ -296,8 +282,7 @@ emit_trailer(void)
 /* ---- the thread -------------------------------------------------------------------------- */
 
 static void *
-writer_main(void *arg)
-{
+writer_main(void *arg) {
     (void)arg;
     mp_thread.guard = 1; /* for its whole life: nothing the writer does is tracked */
     uint64_t period = (uint64_t)W.o.interval_ms * 1000000ull;
@@ -345,15 +330,13 @@ writer_main(void *arg)
 }
 
 void
-mp_writer_kick(void)
-{
+mp_writer_kick(void) {
     mp_fetch_add_acq_rel(&W.wake, 1);
     if (mp_load_acquire(&W.sleeping)) mp_sys_futex_wake(&W.wake, 1);
 }
 
 int
-mp_writer_start(const mp_writer_opts_t *opts)
-{
+mp_writer_start(const mp_writer_opts_t *opts) {
     W.o = *opts;
     if (!W.chunk) W.chunk = mp_sys_map(MP_CHUNK_HEADER_SIZE + CHUNK_CAP);
     if (!W.scratch) W.scratch = mp_sys_map(SCRATCH_CAP);
@@ -391,8 +374,7 @@ mp_writer_start(const mp_writer_opts_t *opts)
 }
 
 int64_t
-mp_writer_stop(unsigned marker_kind, uint64_t seq, uint64_t timeout_ms)
-{
+mp_writer_stop(unsigned marker_kind, uint64_t seq, uint64_t timeout_ms) {
     if (!W.running) return -1;
     W.stop_kind = marker_kind;
     W.stop_seq = seq;
@@ -413,8 +395,7 @@ mp_writer_stop(unsigned marker_kind, uint64_t seq, uint64_t timeout_ms)
 }
 
 void
-mp_writer_forget(void)
-{
+mp_writer_forget(void) {
     W.running = 0;
     W.sleeping = 0;
     mp_ring_kick = mp_writer_kick;
