@@ -69,7 +69,7 @@ mp_config_load_from(mp_config_t *cfg, const char *(*get)(const char *),
         bad(warn, "MEMPROF_OUTPUT", "empty (using the default)");
         out = NULL;
     }
-    if (out && strlen(out) >= MP_PATH_MAX - 32) {
+    if (out && strlen(out) > MP_OUTPUT_MAX) {
         bad(warn, "MEMPROF_OUTPUT", "path too long (using the default)");
         out = NULL;
     }
@@ -96,6 +96,7 @@ mp_config_load(mp_config_t *cfg, void (*warn)(const char *, const char *)) {
 int
 mp_config_expand_output(const char *pattern, int pid, char *out, size_t cap) {
     size_t n = 0;
+    if (cap == 0) return -1;
     for (const char *p = pattern; *p; p++) {
         char num[24];
         const char *piece = NULL;

@@ -12,6 +12,9 @@
 
 #define MP_PATH_MAX 4096
 #define MP_DEPTH_MAX 256
+/* Longest MEMPROF_OUTPUT accepted: leaves room in MP_PATH_MAX for "%p" expansion and the
+ * ".<pid>.<k>" / ".exec<k>" suffixes that memprof.c may append. */
+#define MP_OUTPUT_MAX (MP_PATH_MAX - 96)
 
 typedef struct mp_config_s {
     char output[MP_PATH_MAX]; /* MEMPROF_OUTPUT: dump path pattern; %p = pid */

@@ -1,9 +1,11 @@
 /* stacks.c - lock-free stack interning (see stacks.h for the contract).
  *
  * Layout. slots[]: open addressing, linear probing; a slot is 0 (empty) or
- * (tag << 40 | word offset of the entry in the arena), tag = top 24 bits of the hash.
+ * (tag << 40 | (word offset of the entry in the arena + 1)), tag = top 24 bits of the hash; the
+ * +1 keeps the first entry (offset 0, possibly tag 0) from reading as an empty slot.
  * arena: entries back to back, each [u32 state][u32 n][u32 id][u32 pad][u64 frames[n]];
- * state 0 = being written (mmap gives zeroes), 1 = valid, 2 = tombstone.
+ * state 0 = being written (mmap gives zeroes), 1 = valid, 2 = tombstone. An entry becomes valid
+ * only once its slot is published, so the writer never emits a stack that lost the race.
  */
 #include "stacks.h"
 
@@ -83,16 +85,18 @@ mp_stacks_intern(const uint64_t *frames, uint32_t n) {
                 mine->n = n;
                 mine->id = mp_fetch_add_relaxed(&next_id, 1);
                 memcpy(mine->frames, frames, (size_t)n * 8);
-                /* Release: the writer (acquire on state) and lookups (acquire on the slot)
-                 * see n, id and frames. */
-                mp_store_release(&mine->state, (uint32_t)st_valid);
             }
-            uint64_t want = tag << 40 | mine_off;
-            if (mp_cas_acq_rel(&slots[i], &s, want)) return mine->id;
+            /* The CAS releases n, id and frames to lookups (acquire on the slot); the state
+             * store after it releases them to the writer (acquire on state). */
+            uint64_t want = tag << 40 | (mine_off + 1);
+            if (mp_cas_acq_rel(&slots[i], &s, want)) {
+                mp_store_release(&mine->state, (uint32_t)st_valid);
+                return mine->id;
+            }
             /* Lost the slot; s now holds the winner: fall through and compare it. */
         }
         if ((s >> 40) == tag) {
-            entry_t *e = entry_at((size_t)(s & ((1ull << 40) - 1)));
+            entry_t *e = entry_at((size_t)(s & ((1ull << 40) - 1)) - 1);
             if (e->n == n && memcmp(e->frames, frames, (size_t)n * 8) == 0) {
                 if (mine) mp_store_release(&mine->state, (uint32_t)st_dead);
                 return e->id;
@@ -132,7 +136,7 @@ mp_stacks_each_published(size_t below, void (*fn)(void *, uint32_t, const uint64
     /* Every published slot points at a complete entry (published after being filled). */
     for (size_t i = 0; i <= slot_mask; i++) {
         uint64_t s = mp_load_acquire(&slots[i]);
-        size_t off = (size_t)(s & ((1ull << 40) - 1));
+        size_t off = (size_t)(s & ((1ull << 40) - 1)) - 1;
         if (s && off < below) {
             entry_t *e = entry_at(off);
             fn(ctx, e->id, e->frames, e->n);

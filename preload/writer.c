@@ -54,7 +54,11 @@ static struct {
 
 static void
 flush(void) {
-    if (W.len == 0 || W.failed) return;
+    if (W.failed) {
+        W.len = 0; /* tracking is off: drop what is drained so the buffer never overflows */
+        return;
+    }
+    if (W.len == 0) return;
     uint8_t *payload = W.chunk + MP_CHUNK_HEADER_SIZE;
     mp_chunk_header_encode((uint32_t)W.len, mp_crc32c(0, payload, W.len), W.chunk);
     int r = mp_sys_write_all(W.o.fd, W.chunk, MP_CHUNK_HEADER_SIZE + W.len);

@@ -1,0 +1,180 @@
+/* reader.h - validated, bounds-checked access to a dump file (docs/FORMAT.md sections 3-7).
+ *
+ * What this is: the only code in the reporter that touches dump bytes. It maps the file, checks
+ * the header, walks the chunks (magic, header crc, length, payload crc) and the records inside
+ * them, and decodes each record's body into a small struct whose strings point into the mapping.
+ * EVENTS bodies are decoded lazily, one event at a time, by an mp_events_t cursor, so that a dump
+ * of 40M events never has to sit in memory. What this is not: the replay (report/model.h).
+ *
+ * Errors: every function returns 0 (or a documented positive value) or a negative MP_E* code and
+ * fills an mp_err_t with the byte offset where the problem was found and what was being read.
+ * Nothing here asserts on input or reads outside the file.
+ */
+#ifndef MP_READER_H
+#define MP_READER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "format.h"
+
+/* ---- errors: one map generates the codes and their texts (cf. libuv UV_ERRNO_MAP) ----------- */
+#define MP_ERRNO_MAP(X)                                                                            \
+    X(NOMEM, "out of memory")                                                                      \
+    X(IO, "cannot read")                                                                           \
+    X(USAGE, "invalid argument")                                                                   \
+    X(NOTDUMP, "not a memprof dump")       /* bad file magic */                                    \
+    X(NEWER, "unsupported format version") /* major newer than MP_FORMAT_MAJOR */                  \
+    X(SHORT, "truncated file header")      /* file shorter than its header */                      \
+    X(HEADER, "corrupt file header")       /* header crc, bad header size */                       \
+    X(CHUNK_MAGIC, "corrupt chunk")        /* chunk magic is not "MPCK" */                         \
+    X(CHUNK_HCRC, "corrupt chunk")         /* chunk header crc mismatch */                         \
+    X(CHUNK_LEN, "corrupt chunk")          /* payload length over the maximum */                   \
+    X(CHUNK_CRC, "corrupt chunk")          /* payload crc mismatch */                              \
+    X(RECORD, "corrupt record")            /* record runs past its chunk */                        \
+    X(VARINT, "corrupt record")            /* malformed varint in a record */                      \
+    X(FIELD, "corrupt record")             /* field runs past the body or is invalid */
+
+#define MP_ERR_POS_(name, text) MP_EPOS_##name,
+enum mp_errpos_e { MP_ERRNO_MAP(MP_ERR_POS_) MP_ERR_COUNT_ };
+#undef MP_ERR_POS_
+#define MP_ERR_DEF_(name, text) MP_E##name = -1 - MP_EPOS_##name,
+enum mp_errno_e { MP_ERRNO_MAP(MP_ERR_DEF_) };
+#undef MP_ERR_DEF_
+
+typedef struct mp_err_s {
+    int code;          /* MP_E*, 0 when no error */
+    uint64_t offset;   /* byte offset in the dump where the problem was found */
+    const char *doing; /* "reading chunk header" (static string), or NULL for non-input errors */
+    char msg[200];     /* detail, e.g. "payload crc mismatch" */
+} mp_err_t;
+
+/* Text for an MP_E* code ("corrupt chunk"); "unknown error" for anything else. */
+const char *mp_strerror(int code);
+/* Fill err and return code. fmt is printf-style detail. */
+int mp_err_set(mp_err_t *err, int code, uint64_t offset, const char *doing, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Format err as one line without a newline:
+ * "corrupt chunk at offset 0x1a2c while reading chunk payload (payload crc mismatch)".
+ * Returns buf. */
+char *mp_err_format(const mp_err_t *err, char *buf, size_t size);
+
+/* ---- the reader ---------------------------------------------------------------------------- */
+typedef struct mp_reader_s mp_reader_t;
+
+/* mp_reader_next() results (memray RecordResult). */
+enum { MP_READ_OK = 1, MP_READ_EOF = 0 };
+
+typedef struct mp_record_s {
+    unsigned tag;        /* MP_REC_*, or an unknown tag (callers skip those) */
+    const uint8_t *body; /* into the mapping; valid until mp_reader_close */
+    size_t len;          /* body length */
+    uint64_t offset;     /* file offset of the tag byte */
+    uint64_t body_offset;
+} mp_record_t;
+
+/* Open and validate the header of the dump at path (mmap, or read() for non-regular files).
+ * Returns 0 and *out, or a negative MP_E* with err filled. */
+int mp_reader_open(mp_reader_t **out, const char *path, mp_err_t *err);
+/* The same over a caller's buffer, which must outlive the reader (tests, fuzzing). */
+int mp_reader_open_mem(mp_reader_t **out, const void *buf, size_t len, mp_err_t *err);
+/* Release the reader and its mapping. NULL is fine. */
+void mp_reader_close(mp_reader_t *r);
+
+/* The validated file header; valid while r is. */
+const mp_fmt_header_t *mp_reader_header(const mp_reader_t *r);
+/* The file's size in bytes. */
+uint64_t mp_reader_size(const mp_reader_t *r);
+
+/* Next record, in file order, validating each chunk when it is entered. Returns MP_READ_OK with
+ * *rec filled, MP_READ_EOF at the end of the data (clean or incomplete: see
+ * mp_reader_incomplete), or a negative MP_E* with err filled (corruption). Unknown tags are
+ * returned too; callers skip them. */
+int mp_reader_next(mp_reader_t *r, mp_record_t *rec, mp_err_t *err);
+/* After MP_READ_EOF: NULL if the data ended exactly at a chunk boundary, else a description of
+ * how the last chunk was cut ("last chunk at offset 0x1a2c is cut short"), valid while r is. */
+const char *mp_reader_tail_problem(const mp_reader_t *r);
+
+/* ---- record bodies (FORMAT.md 5) ------------------------------------------------------------ */
+typedef struct mp_bytes_s {
+    const uint8_t *p; /* into the mapping, not NUL-terminated */
+    size_t n;
+} mp_bytes_t;
+
+typedef struct mp_rec_process_s {
+    mp_bytes_t exe, argv, cwd; /* argv: NUL-separated */
+} mp_rec_process_t;
+typedef struct mp_rec_thread_s {
+    uint64_t stream, tid;
+} mp_rec_thread_t;
+typedef struct mp_rec_events_s {
+    uint64_t stream, count, base_seq;
+    const uint8_t *first; /* first event */
+    const uint8_t *end;   /* end of the record body */
+} mp_rec_events_t;
+typedef struct mp_rec_stack_s {
+    uint64_t id, n;
+    const uint8_t *frames; /* n zigzag deltas; decode with mp_rec_stack_frames */
+    const uint8_t *end;
+} mp_rec_stack_t;
+typedef struct mp_rec_module_s {
+    uint64_t bias, nranges;
+    const uint8_t *ranges; /* nranges varint pairs, already validated */
+    mp_bytes_t path, build_id;
+} mp_rec_module_t;
+typedef struct mp_rec_sample_s {
+    uint64_t time_ns, seq, rss;
+} mp_rec_sample_t;
+typedef struct mp_rec_marker_s {
+    uint64_t kind, seq, time_ns;
+} mp_rec_marker_t;
+typedef struct mp_rec_trailer_s {
+    uint64_t events, allocs, frees, alloc_bytes, lost, end_time_ns, next_seq, stacks_dropped;
+} mp_rec_trailer_t;
+
+/* Decoders: each checks every field against the body end; extra trailing bytes are ignored.
+ * Return 0 or a negative MP_E* with err filled (offset of the offending field). */
+int mp_rec_process(const mp_reader_t *r, const mp_record_t *rec, mp_rec_process_t *out,
+                   mp_err_t *err);
+int mp_rec_thread(const mp_reader_t *r, const mp_record_t *rec, mp_rec_thread_t *out,
+                  mp_err_t *err);
+/* Validates the record's header fields only; the events are checked as they are decoded. */
+int mp_rec_events(const mp_reader_t *r, const mp_record_t *rec, mp_rec_events_t *out,
+                  mp_err_t *err);
+/* Validates all n frames; fill them with mp_rec_stack_frames. */
+int mp_rec_stack(const mp_reader_t *r, const mp_record_t *rec, mp_rec_stack_t *out, mp_err_t *err);
+/* Decode a validated stack's frames into out[s->n]. */
+void mp_rec_stack_frames(const mp_rec_stack_t *s, uint64_t *out);
+int mp_rec_module(const mp_reader_t *r, const mp_record_t *rec, mp_rec_module_t *out,
+                  mp_err_t *err);
+/* Range i (< m->nranges) of a validated module record. */
+void mp_rec_module_range(const mp_rec_module_t *m, uint64_t i, uint64_t *start, uint64_t *end);
+int mp_rec_sample(const mp_reader_t *r, const mp_record_t *rec, mp_rec_sample_t *out,
+                  mp_err_t *err);
+int mp_rec_marker(const mp_reader_t *r, const mp_record_t *rec, mp_rec_marker_t *out,
+                  mp_err_t *err);
+int mp_rec_trailer(const mp_reader_t *r, const mp_record_t *rec, mp_rec_trailer_t *out,
+                   mp_err_t *err);
+int mp_rec_lost(const mp_reader_t *r, const mp_record_t *rec, uint64_t *count, mp_err_t *err);
+
+/* ---- events cursor (FORMAT.md 5.3) ---------------------------------------------------------- */
+typedef struct mp_event_s {
+    uint64_t seq, ptr, size, stack; /* size, stack: 0 where the kind has none */
+    unsigned kind;                  /* MP_EV_* */
+    unsigned allocator;             /* MP_ALLOC_* */
+} mp_event_t;
+
+typedef struct mp_events_s {
+    const uint8_t *base; /* file start, for offsets */
+    const uint8_t *p, *end;
+    uint64_t left; /* events not yet decoded */
+    uint64_t seq, ptr;
+} mp_events_t;
+
+/* Start decoding the events of a record decoded by mp_rec_events. */
+void mp_events_init(mp_events_t *it, const mp_reader_t *r, const mp_rec_events_t *ev);
+/* Next event: 1 with *ev filled, 0 when the record is exhausted, or a negative MP_E*. */
+int mp_events_next(mp_events_t *it, mp_event_t *ev, mp_err_t *err);
+
+#endif

@@ -1,0 +1,39 @@
+# End-to-end tests (label "e2e"): the C programs of tests/e2e/c/ run under libmemprof.so, checked
+# through `memprof json` by run_e2e.py. Included by tests/CMakeLists.txt when MP_E2E is on.
+
+# The programs: built into the build directory's top level as e2e-<name>, where run_e2e.py looks.
+# -O0 -fno-builtin: GCC otherwise removes malloc/free pairs it can see through, and the ledgers
+# count every call. Frame pointers and -g: native stacks resolve to the functions and lines the
+# tests expect.
+set(MP_E2E_PROGRAMS allocators threads killed forkexec)
+foreach(prog ${MP_E2E_PROGRAMS})
+  add_executable(e2e_${prog} ${CMAKE_CURRENT_LIST_DIR}/c/${prog}.c)
+  set_target_properties(e2e_${prog} PROPERTIES OUTPUT_NAME e2e-${prog}
+    RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+  target_compile_definitions(e2e_${prog} PRIVATE _GNU_SOURCE)
+  target_compile_options(e2e_${prog} PRIVATE -O0 -g -fno-builtin -fno-omit-frame-pointer)
+  target_link_libraries(e2e_${prog} PRIVATE Threads::Threads)
+  mp_warnings(e2e_${prog})
+endforeach()
+
+# The benchmark's workload (scripts/bench): optimised like a real program, but -fno-builtin so
+# that its malloc/free pairs stay.
+add_executable(bench_churn ${PROJECT_SOURCE_DIR}/scripts/bench_churn.c)
+set_target_properties(bench_churn PROPERTIES OUTPUT_NAME bench-churn
+  RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+target_compile_definitions(bench_churn PRIVATE _GNU_SOURCE)
+target_compile_options(bench_churn PRIVATE -O2 -g -fno-builtin -fno-omit-frame-pointer)
+target_link_libraries(bench_churn PRIVATE Threads::Threads)
+mp_warnings(bench_churn)
+
+# The tests need the memprof command (the reporter).
+if(MP_REPORTER)
+  find_program(MP_E2E_PYTHON NAMES python3 REQUIRED)
+  set(MP_E2E_CASES allocators allocators_native threads killed forkexec badenv valgrind)
+  foreach(case ${MP_E2E_CASES})
+    add_test(NAME e2e.${case}
+      COMMAND ${MP_E2E_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/run_e2e.py
+              --build ${CMAKE_BINARY_DIR} --case ${case})
+    set_tests_properties(e2e.${case} PROPERTIES LABELS e2e TIMEOUT 300)
+  endforeach()
+endif()

@@ -1,0 +1,259 @@
+"""mpdump.py - a small, independent decoder of memprof dumps (docs/FORMAT.md 1.0).
+
+A test utility, not a reporter: it exists so that end-to-end tests can cross-check the
+`memprof json` report against a second reading of the same bytes, and so that a failing test
+can be debugged without the reporter. Python 3 standard library only.
+
+    python3 mpdump.py DUMP            # prints the replayed totals as JSON
+"""
+
+import json
+import struct
+import sys
+
+MAGIC = b"MEMPROF\0"
+CHUNK_MAGIC = b"MPCK"
+HEADER_SIZE = 64
+MAX_PAYLOAD = 16 << 20
+
+REC_PROCESS, REC_THREAD, REC_EVENTS, REC_STACK = 1, 2, 3, 4
+REC_MODULE, REC_SAMPLE, REC_MARKER, REC_TRAILER, REC_LOST = 5, 6, 7, 8, 9
+EV_ALLOC, EV_FREE, EV_REALLOC_FAIL = 0, 1, 2
+MARK_MAIN_END, MARK_EXIT = 1, 2
+
+ALLOCATORS = ["malloc", "calloc", "realloc", "posix_memalign", "aligned_alloc", "memalign",
+              "valloc", "pvalloc", "reallocarray", "free", "pymem_raw", "pymem_mem", "pymem_obj"]
+
+
+def _crc_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC = _crc_table()
+
+
+def crc32c(data, crc=0):
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc = _CRC[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+class Corrupt(Exception):
+    pass
+
+
+class _Cursor:
+    __slots__ = ("buf", "pos", "end")
+
+    def __init__(self, buf, pos, end):
+        self.buf, self.pos, self.end = buf, pos, end
+
+    def varint(self):
+        v = shift = 0
+        while True:
+            if self.pos >= self.end or shift > 63:
+                raise Corrupt("varint runs past its record")
+            b = self.buf[self.pos]
+            self.pos += 1
+            v |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return v
+            shift += 7
+
+    def zigzag(self):
+        z = self.varint()
+        return (z >> 1) ^ -(z & 1)
+
+    def bytes(self):
+        n = self.varint()
+        if self.pos + n > self.end:
+            raise Corrupt("string runs past its record")
+        s = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += n
+        return s
+
+
+class Dump:
+    """Everything in one dump file, decoded. Events are (seq, stream, kind, allocator, ptr,
+    size, stack) tuples in file order; replay() merges them by seq."""
+
+    def __init__(self, path):
+        with open(path, "rb") as f:
+            buf = f.read()
+        if len(buf) < HEADER_SIZE or buf[:8] != MAGIC:
+            raise Corrupt("not a memprof dump (bad magic or too short)")
+        if crc32c(buf[:60]) != struct.unpack_from("<I", buf, 60)[0]:
+            raise Corrupt("header crc mismatch")
+        (self.major, self.minor, hsize, self.flags, self.ptr_size, self.pid, self.ppid,
+         self.start_real_ns, self.start_mono_ns, self.page_size) = struct.unpack_from(
+            "<HHIIIQQQQI", buf, 8)
+        self.exe = self.cwd = ""
+        self.argv = []
+        self.threads = {}  # stream -> [tid, ...]
+        self.events = []
+        self.stacks = {}   # id -> [frame, ...] innermost first
+        self.modules = []  # (bias, [(start, end)], path, build_id)
+        self.samples = []  # (time_ns, seq, rss)
+        self.markers = []  # (kind, seq, time_ns)
+        self.trailer = None
+        self.lost = 0
+        self.chunks = 0
+        self.truncated = False
+        pos = hsize
+        while pos < len(buf):
+            if pos + 16 > len(buf):
+                self.truncated = True
+                break
+            if buf[pos:pos + 4] != CHUNK_MAGIC:
+                raise Corrupt("bad chunk magic at 0x%x" % pos)
+            n, pcrc, hcrc = struct.unpack_from("<III", buf, pos + 4)
+            if crc32c(buf[pos:pos + 12]) != hcrc or n > MAX_PAYLOAD:
+                raise Corrupt("bad chunk header at 0x%x" % pos)
+            if pos + 16 + n > len(buf):
+                self.truncated = True
+                break
+            if crc32c(buf[pos + 16:pos + 16 + n]) != pcrc:
+                raise Corrupt("bad chunk payload crc at 0x%x" % pos)
+            self._chunk(buf, pos + 16, pos + 16 + n)
+            self.chunks += 1
+            pos += 16 + n
+        self.complete = self.trailer is not None and not self.truncated
+
+    def _chunk(self, buf, pos, end):
+        while pos < end:
+            tag = buf[pos]
+            c = _Cursor(buf, pos + 1, end)
+            length = c.varint()
+            body_end = c.pos + length
+            if body_end > end:
+                raise Corrupt("record runs past its chunk")
+            c.end = body_end
+            self._record(tag, c)
+            pos = body_end
+
+    def _record(self, tag, c):
+        if tag == REC_PROCESS:
+            self.exe = c.bytes().decode("utf-8", "replace")
+            self.argv = [a.decode("utf-8", "replace") for a in c.bytes().split(b"\0")]
+            self.cwd = c.bytes().decode("utf-8", "replace")
+        elif tag == REC_THREAD:
+            stream, tid = c.varint(), c.varint()
+            self.threads.setdefault(stream, []).append(tid)
+        elif tag == REC_EVENTS:
+            stream, count, seq = c.varint(), c.varint(), c.varint()
+            ptr = 0
+            ev = self.events
+            for _ in range(count):
+                if c.pos >= c.end:
+                    raise Corrupt("events run past their record")
+                head = c.buf[c.pos]
+                c.pos += 1
+                kind, alloc = head & 7, (head >> 3) & 15
+                seq += c.varint()
+                ptr = (ptr + c.zigzag()) & 0xFFFFFFFFFFFFFFFF
+                size = c.varint() if kind == EV_ALLOC else 0
+                stack = c.varint() if kind != EV_REALLOC_FAIL else 0
+                ev.append((seq, stream, kind, alloc, ptr, size, stack))
+        elif tag == REC_STACK:
+            sid, n = c.varint(), c.varint()
+            frames, prev = [], 0
+            for _ in range(n):
+                prev = (prev + c.zigzag()) & 0xFFFFFFFFFFFFFFFF
+                frames.append(prev)
+            self.stacks[sid] = frames
+        elif tag == REC_MODULE:
+            bias, nr = c.varint(), c.varint()
+            ranges = [(c.varint(), c.varint()) for _ in range(nr)]
+            path = c.bytes().decode("utf-8", "replace")
+            self.modules.append((bias, ranges, path, c.bytes()))
+        elif tag == REC_SAMPLE:
+            self.samples.append((c.varint(), c.varint(), c.varint()))
+        elif tag == REC_MARKER:
+            self.markers.append((c.varint(), c.varint(), c.varint()))
+        elif tag == REC_TRAILER:
+            keys = ["events", "allocs", "frees", "alloc_bytes", "lost", "end_time_ns",
+                    "next_seq", "stacks_dropped"]
+            self.trailer = {k: c.varint() for k in keys}
+        elif tag == REC_LOST:
+            self.lost += c.varint()
+
+    def replay(self):
+        """Replay the live heap in sequence order up to the exit marker (or the end).
+        Returns a dict of totals shaped like the reporter's JSON summary, plus the leaked
+        blocks as {ptr: (size, stack)}."""
+        events = sorted(self.events)
+        end_seq = None
+        for kind, seq, _t in self.markers:
+            if kind == MARK_EXIT:
+                end_seq = seq
+        live = {}
+        s = dict(total_allocations=0, total_frees=0, total_bytes=0, peak_bytes=0,
+                 peak_blocks=0, unknown_frees=0, overlapping_allocs=0, realloc_fails=0)
+        cur = 0
+        pending = {}  # ptr -> (size, stack) freed by a realloc that may still fail
+        for seq, _stream, kind, _alloc, ptr, size, stack in events:
+            if end_seq is not None and seq >= end_seq:
+                break
+            if kind == EV_ALLOC:
+                s["total_allocations"] += 1
+                s["total_bytes"] += size
+                if ptr in live:
+                    s["overlapping_allocs"] += 1
+                    cur -= live[ptr][0]
+                live[ptr] = (size, stack)
+                cur += size
+                if cur > s["peak_bytes"]:
+                    s["peak_bytes"], s["peak_blocks"] = cur, len(live)
+            elif kind == EV_FREE:
+                blk = live.pop(ptr, None)
+                if blk is None:
+                    s["unknown_frees"] += 1
+                else:
+                    s["total_frees"] += 1
+                    cur -= blk[0]
+                    pending[ptr] = blk
+            elif kind == EV_REALLOC_FAIL:
+                s["realloc_fails"] += 1
+                blk = pending.get(ptr)
+                if blk is not None:
+                    live[ptr] = blk
+                    cur += blk[0]
+                    s["total_frees"] -= 1
+        s["leaked_bytes"] = sum(b[0] for b in live.values())
+        s["leaked_blocks"] = len(live)
+        s["incomplete"] = not self.complete
+        s["events"] = len(self.events)
+        return s, live
+
+    def symbolize(self, addr):
+        """(module path, file offset-ish address to give addr2line) for a return address."""
+        best = None
+        for bias, ranges, path, _bid in self.modules:
+            for lo, hi in ranges:
+                if lo <= addr < hi:
+                    best = (path, addr - bias)
+        return best
+
+
+def main(argv):
+    if len(argv) != 2:
+        print("usage: mpdump.py DUMP", file=sys.stderr)
+        return 2
+    d = Dump(argv[1])
+    s, _live = d.replay()
+    s.update(pid=d.pid, ppid=d.ppid, exe=d.exe, argv=d.argv, flags=d.flags, chunks=d.chunks,
+             trailer=d.trailer, markers=d.markers, stacks=len(d.stacks),
+             modules=len(d.modules), threads=len(d.threads))
+    print(json.dumps(s, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

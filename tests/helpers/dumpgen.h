@@ -1,0 +1,65 @@
+/* dumpgen.h - builds dumps in memory for the reporter's tests, through the shared codec.
+ *
+ * What this is: a tiny writer, independent of preload/writer.c, that lays out a header, chunks
+ * and records exactly as docs/FORMAT.md says, and remembers where each chunk and record starts so
+ * that tests can corrupt precise bytes. What this is not: a model of the real writer's batching.
+ * Out of memory aborts (tests only).
+ */
+#ifndef MP_DUMPGEN_H
+#define MP_DUMPGEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "format.h"
+
+typedef struct mp_dg_s {
+    uint8_t *buf; /* the file so far */
+    size_t len, cap;
+    uint8_t *chunk; /* records of the open chunk */
+    size_t clen, ccap;
+    uint64_t chunk_off[64]; /* offsets of the first 64 chunks */
+    size_t nchunks;
+    /* open EVENTS record */
+    uint8_t *ev;
+    size_t evlen, evcap;
+    uint64_t ev_stream, ev_count, ev_base, ev_seq, ev_ptr;
+    int ev_open;
+} mp_dg_t;
+
+/* Start a dump with a valid header (pid 1234, ppid 1, start 1.7e18 ns, flags native). */
+void mp_dg_init(mp_dg_t *g);
+/* Start with a caller's header (header_size and major as given; crc computed). */
+void mp_dg_init_header(mp_dg_t *g, const mp_fmt_header_t *h);
+void mp_dg_free(mp_dg_t *g);
+
+/* Append one record to the open chunk. */
+void mp_dg_record(mp_dg_t *g, unsigned tag, const void *body, size_t len);
+void mp_dg_process(mp_dg_t *g, const char *exe, const char *argv, size_t argv_len, const char *cwd);
+void mp_dg_thread(mp_dg_t *g, uint64_t stream, uint64_t tid);
+void mp_dg_stack(mp_dg_t *g, uint64_t id, const uint64_t *frames, size_t n);
+void mp_dg_module(mp_dg_t *g, uint64_t bias, const uint64_t *ranges, size_t nranges,
+                  const char *path, const uint8_t *build_id, size_t build_id_len);
+void mp_dg_sample(mp_dg_t *g, uint64_t time_ns, uint64_t seq, uint64_t rss);
+void mp_dg_marker(mp_dg_t *g, uint64_t kind, uint64_t seq, uint64_t time_ns);
+void mp_dg_trailer(mp_dg_t *g, uint64_t events, uint64_t allocs, uint64_t frees,
+                   uint64_t alloc_bytes, uint64_t lost, uint64_t end_time_ns, uint64_t next_seq,
+                   uint64_t stacks_dropped);
+void mp_dg_lost(mp_dg_t *g, uint64_t count);
+
+/* EVENTS: begin a record for stream starting at base_seq, add events, end it. */
+void mp_dg_events_begin(mp_dg_t *g, uint64_t stream, uint64_t base_seq);
+void mp_dg_alloc(mp_dg_t *g, uint64_t seq, uint64_t ptr, uint64_t size, uint64_t stack,
+                 unsigned allocator);
+void mp_dg_free_ev(mp_dg_t *g, uint64_t seq, uint64_t ptr, uint64_t stack, unsigned allocator);
+void mp_dg_realloc_fail(mp_dg_t *g, uint64_t seq, uint64_t ptr);
+void mp_dg_events_end(mp_dg_t *g);
+
+/* The file offset the next record added will have once its chunk is flushed. */
+uint64_t mp_dg_next_offset(const mp_dg_t *g);
+/* Close the open chunk (no-op when empty); records its offset in chunk_off. */
+void mp_dg_flush(mp_dg_t *g);
+/* Flush, then write the file to a fresh temporary path (caller frees and unlinks it). */
+char *mp_dg_write_temp(mp_dg_t *g);
+
+#endif

@@ -1,0 +1,24 @@
+# Unit tests of the preloaded library's modules (Criterion, label "unit"). Each test compiles the
+# preload sources in again (MP_PRELOAD_TESTABLE) so the sanitizers of MP_SANITIZE apply to them;
+# libmemprof.so itself is never linked. TSAN: also run in the ThreadSanitizer build (label "tsan").
+#
+# Criterion runs every Test() in its own forked process, and these tests rely on that: ring.c and
+# stacks.c keep process-wide state (the ring registry, the stack table) that a test starts from
+# empty. Do not run them with --no-fork.
+#
+# Keep every .timeout in one test program equal: Criterion 2.4.1's runner leaks its watchdog
+# entry (LeakSanitizer then fails the run) when a test with a longer timeout ends while one with
+# a shorter timeout is still running.
+
+mp_unit_test(ring TSAN SOURCES ${MP_PRELOAD_TESTABLE})
+mp_unit_test(stacks TSAN SOURCES ${MP_PRELOAD_TESTABLE})
+
+mp_unit_test(config SOURCES ${MP_PRELOAD_TESTABLE})
+# test_config checks that docs/CONFIG.md documents exactly the variables of mp_config_vars[].
+target_compile_definitions(test_config PRIVATE MP_DOCS_DIR="${PROJECT_SOURCE_DIR}/docs")
+
+# The writer's failure path through the mp_sys_write_all seam. writer.c and modules.c are
+# compiled in; capture.c is not (the test defines the few globals the writer reads), so neither
+# libunwind nor interposition is involved.
+mp_unit_test(writer_sys TSAN SOURCES ${MP_PRELOAD_TESTABLE}
+  ${PROJECT_SOURCE_DIR}/preload/writer.c ${PROJECT_SOURCE_DIR}/preload/modules.c)
