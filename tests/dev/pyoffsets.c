@@ -1,23 +1,23 @@
 /* pyoffsets.c - print the CPython struct offsets that memprof's frame walker reads.
  *
- * What this is: a developer tool, not part of the build or the test suite. It is compiled once per
- * CPython version against that version's own headers (internal ones included) and prints, one
- * "name value" pair per line, every offset, size and bit mask the preload needs to walk the
- * current thread's frame chain and to copy code objects with plain memory reads. The numbers are
- * recorded in docs/dev/python-frames.md. What this is not: a runtime probe of a live interpreter,
- * except for the optional 3.13 cross-check against _PyRuntime.debug_offsets described below.
+ * What this is: a developer tool, not part of the build or of the test suite. Compiled against one
+ * CPython version's own headers (internal ones included), it prints one "name value" line per
+ * offset, size, constant or bit-field mask that the preload needs to find the calling thread's
+ * PyThreadState, walk its frame chain and copy code objects with plain memory reads. The results
+ * are tabulated in docs/dev/python-frames.md. What this is not: a probe of a running interpreter,
+ * except for the optional 3.13 cross-check against _PyRuntime.debug_offsets.
  *
- * How to compile and run (x86-64 Linux, gcc or clang, any C11 compiler):
- *   P=$(pyenv root)/versions/3.12.1; I=$P/include/python3.12
- *   cc -std=c11 -DPy_BUILD_CORE -I$I -I$I/internal tests/dev/pyoffsets.c -o /tmp/pyoff-3.12 \
- *      && /tmp/pyoff-3.12
- * Same for 3.8.18, 3.9.18, 3.10.13, 3.11.7, 3.13.0 (replace the version and include dir). For
- * Debian's /usr/bin/python3 use I=/usr/include/python3.11 (python3-dev ships internal/).
- * 3.8 needs -DPy_BUILD_CORE_BUILTIN as well (its internal headers demand it). Adding
- *   -DPYOFF_LINK -L$P/lib -lpython3.13 -Wl,-rpath,$P/lib
- * to a 3.13 build also compares every offset we use with the interpreter's own
- * _PyRuntime.debug_offsets table (initialised statically, so no interpreter start-up is needed)
- * and prints "debug_offsets.<name> <value> OK|MISMATCH".
+ * How to compile, per version: pick the interpreter's include directory I (pyenv:
+ * $(pyenv root)/versions/X.Y.Z/include/pythonX.Y; Debian's python3: /usr/include/python3.11, which
+ * ships internal/ with python3-dev) and run
+ *     cc -std=c11 -Wall -Wextra -DPy_BUILD_CORE -I$I -I$I/internal tests/dev/pyoffsets.c -o pyoff
+ *     ./pyoff
+ * once for each of 3.8, 3.9, 3.10, 3.11, 3.12 and 3.13 (Py_BUILD_CORE is required to see the
+ * internal structs; the output depends only on the headers and the ABI, so gcc and clang agree).
+ * For 3.13 add  -DPYOFF_LINK -L$P/lib -lpython3.13 -Wl,-rpath,$P/lib  (P = the install prefix) to
+ * also compare every offset used with the interpreter's own _PyRuntime.debug_offsets table, which
+ * is statically initialised, so no interpreter start-up is needed; those lines end in OK or
+ * MISMATCH.
  */
 #include <Python.h>
 #include <frameobject.h>
