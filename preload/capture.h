@@ -20,6 +20,10 @@ typedef struct mp_thread_s {
     int status;      /* mp_thread_* */
     int resolving;   /* this thread is resolving the real allocator (bootstrap arena) */
     mp_ring_t *ring; /* owned ring (status == mp_thread_active) */
+    /* Python stack inherited from the thread that created this one (thread_start.c): used
+     * while this thread runs no Python code of its own. Points into the stack table. */
+    const uint64_t *inherit;
+    uint32_t inherit_n;
 } mp_thread_t;
 
 enum { mp_thread_new = 0, mp_thread_active = 1, mp_thread_exited = 2 };
@@ -34,6 +38,17 @@ extern uint64_t mp_seq;            /* the process-wide sequence counter (FORMAT.
 extern int mp_native;              /* capture native stacks */
 extern int mp_depth;               /* max native frames */
 extern uint64_t mp_stacks_dropped; /* events whose stack could not be interned */
+
+/* Record only when tracking runs and we are not already inside memprof on this thread. */
+static inline int
+mp_tracking(const mp_thread_t *t) {
+    return __builtin_expect(!t->guard, 1) &&
+           __builtin_expect(__atomic_load_n(&mp_state, __ATOMIC_RELAXED) == mp_state_running, 1);
+}
+
+/* The calling thread's Python stack, interned (0: none); frames and n give the stored copy.
+ * For thread_start.c: what a new thread inherits. */
+uint32_t mp_capture_python_stack(const uint64_t **frames, uint32_t *n);
 
 int mp_capture_init(int native, int depth); /* once, from the constructor; 0 or -1 */
 /* Record one event of kind MP_EV_* for allocator MP_ALLOC_*. FREE: call before the real free;

@@ -213,6 +213,10 @@ mp_rec_name(unsigned tag) {
             return "trailer";
         case MP_REC_LOST:
             return "lost";
+        case MP_REC_PYCODE:
+            return "pycode";
+        case MP_REC_PYTHON:
+            return "python";
         default:
             return "unknown";
     }

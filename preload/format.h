@@ -70,6 +70,8 @@ enum {
     MP_REC_MARKER = 0x07,  /* 5.7 varint kind, varint seq, varint time_ns */
     MP_REC_TRAILER = 0x08, /* 5.8 totals; last record of a clean dump */
     MP_REC_LOST = 0x09,    /* 5.9 varint count: events the library could not record */
+    MP_REC_PYCODE = 0x0A,  /* 5.10 (1.1) one Python code object: id, lines, names, table */
+    MP_REC_PYTHON = 0x0B,  /* 5.11 (1.1) varint hexversion, varint hooks, string allocator */
 };
 const char *mp_rec_name(unsigned tag); /* "events", ..., or "unknown" */
 

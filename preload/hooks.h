@@ -8,6 +8,7 @@
 #ifndef MP_HOOKS_H
 #define MP_HOOKS_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 #define MP_HOOKED_FUNCTIONS(X)                                                                     \
@@ -23,7 +24,13 @@
     X(pvalloc, void *, (size_t))                                                                   \
     X(_exit, void, (int))                                                                          \
     X(_Exit, void, (int))                                                                          \
-    X(abort, void, (void))
+    X(abort, void, (void))                                                                         \
+    X(pthread_create, int, (pthread_t *, const pthread_attr_t *, void *(*)(void *), void *))       \
+    X(execve, int, (const char *, char *const[], char *const[]))                                   \
+    X(execv, int, (const char *, char *const[]))                                                   \
+    X(execvp, int, (const char *, char *const[]))                                                  \
+    X(execvpe, int, (const char *, char *const[], char *const[]))                                  \
+    X(fexecve, int, (int, char *const[], char *const[]))
 
 typedef struct mp_real_s {
 #define MP_REAL_FIELD(name, ret, params) ret(*name) params;
@@ -38,5 +45,9 @@ void mp_interpose_resolve(void);
 
 /* memprof.c: flush the dump before the process ends by _exit/_Exit/abort. */
 void mp_lifecycle_exit(void);
+/* memprof.c: finish the dump before an exec (exec.c). Returns 1 if it did, and then
+ * mp_lifecycle_exec_failed must be called if the exec returns (it failed). */
+int mp_lifecycle_exec(void);
+void mp_lifecycle_exec_failed(void);
 
 #endif

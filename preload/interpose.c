@@ -108,9 +108,7 @@ need_boot(void) {
     return mp_thread.resolving;
 }
 
-/* Record only when tracking runs and we are not already inside memprof on this thread. */
-#define TRACKING(t)                                                                                \
-    (MP_LIKELY(!(t)->guard) && MP_LIKELY(mp_load_relaxed(&mp_state) == mp_state_running))
+#define TRACKING(t) mp_tracking(t) /* capture.h */
 
 /* ---- the hooks --------------------------------------------------------------------------- */
 
@@ -160,12 +158,12 @@ calloc(size_t n, size_t m) {
 
 /* Shared by realloc and reallocarray; the caller has checked n for overflow. */
 static void *
-do_realloc(void *p, size_t n, unsigned allocator, void *(*real)(void *, size_t)) {
+do_realloc(void *p, size_t n, unsigned allocator) {
     mp_thread_t *t = &mp_thread;
-    if (!TRACKING(t)) return real(p, n);
+    if (!TRACKING(t)) return mp_real.realloc(p, n);
     t->guard++;
     if (p) mp_capture_event(t, MP_EV_FREE, allocator, p, 0);
-    void *q = real(p, n);
+    void *q = mp_real.realloc(p, n);
     if (q)
         mp_capture_event(t, MP_EV_ALLOC, allocator, q, n);
     else if (p && n != 0)
@@ -187,12 +185,7 @@ MP_EXPORT void *
 realloc(void *p, size_t n) {
     if (MP_UNLIKELY(is_boot(p))) return boot_realloc(p, n);
     if (MP_UNLIKELY(need_boot())) return boot_alloc(n, 16);
-    return do_realloc(p, n, MP_ALLOC_REALLOC, mp_real.realloc);
-}
-
-static void *
-real_reallocarray_as_realloc(void *p, size_t n) {
-    return mp_real.realloc(p, n);
+    return do_realloc(p, n, MP_ALLOC_REALLOC);
 }
 
 MP_EXPORT void *
@@ -204,7 +197,7 @@ reallocarray(void *p, size_t n, size_t m) {
     }
     if (MP_UNLIKELY(is_boot(p))) return boot_realloc(p, total);
     if (MP_UNLIKELY(need_boot())) return boot_alloc(total, 16);
-    return do_realloc(p, total, MP_ALLOC_REALLOCARRAY, real_reallocarray_as_realloc);
+    return do_realloc(p, total, MP_ALLOC_REALLOCARRAY); /* overflow checked above */
 }
 
 MP_EXPORT int

@@ -18,6 +18,8 @@
 #include "config.h"
 #include "format.h"
 #include "hooks.h"
+#include "pycode.h"
+#include "python.h"
 #include "stacks.h"
 #include "sys.h"
 #include "writer.h"
@@ -27,9 +29,15 @@ static char dump_path[MP_PATH_MAX];
 static uint64_t start_mono_ns;
 static int owner_pid; /* the process whose dump is open (set at start and in fork children) */
 
-/* Stack table sizes: 4 Mi slots (32 MiB) and a 512 MiB arena, reserved, touched as used. */
-#define STACK_SLOTS (1u << 22)
+/* Stack table sizes: 1 Mi slots (8 MiB: hashing touches its pages at random, so this much is
+ * resident once a few thousand stacks exist) and a 512 MiB arena, reserved, touched as used. */
+#define STACK_SLOTS (1u << 20)
 #define STACK_ARENA (512ull << 20)
+/* Code registry: 256 Ki slots (2 MiB) and a 256 MiB arena, reserved, touched as used. */
+#define CODE_SLOTS (1u << 18)
+#define CODE_ARENA (256ull << 20)
+
+static int python_found;
 
 static void
 warn(const char *a, const char *b) {
@@ -127,7 +135,8 @@ start_writer(int forked) {
     o.header.major = MP_FORMAT_MAJOR;
     o.header.minor = MP_FORMAT_MINOR;
     o.header.header_size = MP_FMT_HEADER_SIZE;
-    o.header.flags = (cfg.native ? MP_FMT_FLAG_NATIVE : 0) | (forked ? MP_FMT_FLAG_FORKED : 0);
+    o.header.flags = (cfg.native ? MP_FMT_FLAG_NATIVE : 0) | (forked ? MP_FMT_FLAG_FORKED : 0) |
+                     (python_found ? MP_FMT_FLAG_PYTHON : 0);
     o.header.ptr_size = sizeof(void *);
     o.header.pid = (uint64_t)pid;
     o.header.ppid = (uint64_t)mp_sys_getppid();
@@ -207,6 +216,7 @@ mp_start(void) {
         goto out;
     }
     pthread_atfork(NULL, NULL, after_fork_child);
+    if (cfg.python && mp_pycode_init(CODE_SLOTS, CODE_ARENA) == 0) python_found = mp_python_init(1);
     if (start_writer(0) != 0) goto out;
     mp_store_release(&mp_state, mp_state_running);
 out:
@@ -250,4 +260,32 @@ mp_stop(void) {
 void
 mp_lifecycle_exit(void) {
     finish(MP_MARK_EXIT);
+}
+
+int
+mp_lifecycle_exec(void) {
+    /* finish() changes the state only for the owner process (not a vfork child). */
+    if (mp_load_relaxed(&mp_state) != mp_state_running || mp_sys_getpid() != owner_pid) return 0;
+    int saved = cfg.quiet;
+    cfg.quiet = 1; /* the exec'd program prints its own line; this image's dump is kept aside */
+    finish(MP_MARK_EXIT);
+    cfg.quiet = saved;
+    return mp_load_relaxed(&mp_state) == mp_state_stopping;
+}
+
+void
+mp_lifecycle_exec_failed(void) {
+    /* The exec failed and this image goes on: track it again, in a new dump (the finished one
+     * is renamed "<name>.exec<k>" by open_dump, as it belongs to this same pid). */
+    mp_thread_t *t = &mp_thread;
+    t->guard++;
+    mp_store_relaxed(&mp_abandon, 0);
+    mp_store_release(&mp_state, mp_state_off);
+    if (start_writer(0) == 0) {
+        mp_store_release(&mp_state, mp_state_running);
+    } else {
+        mp_store_release(&mp_abandon, 1);
+        mp_store_release(&mp_state, mp_state_disabled);
+    }
+    t->guard--;
 }

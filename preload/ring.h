@@ -45,6 +45,7 @@ typedef struct mp_ring_s {
     uint32_t state;                      /* mp_ring_free / mp_ring_owned */
     uint32_t mask;                       /* capacity - 1 */
     mp_rec_t *slots;                     /* capacity records */
+    void *scratch; /* the owner's private memory (capture.c's Python memo), kept for the next */
 } mp_ring_t;
 
 /* Capacity of every ring, in records (a power of two): 8192 * 32 B = 256 KiB per thread. */

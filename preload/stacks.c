@@ -66,6 +66,12 @@ entry_at(size_t off) {
 
 uint32_t
 mp_stacks_intern(const uint64_t *frames, uint32_t n) {
+    const uint64_t *stored;
+    return mp_stacks_intern_ref(frames, n, &stored);
+}
+
+uint32_t
+mp_stacks_intern_ref(const uint64_t *frames, uint32_t n, const uint64_t **stored) {
     uint64_t h = hash_frames(frames, n);
     uint64_t tag = h >> 40; /* 24 bits */
     size_t i = (size_t)h & slot_mask;
@@ -91,6 +97,7 @@ mp_stacks_intern(const uint64_t *frames, uint32_t n) {
             uint64_t want = tag << 40 | (mine_off + 1);
             if (mp_cas_acq_rel(&slots[i], &s, want)) {
                 mp_store_release(&mine->state, (uint32_t)st_valid);
+                *stored = mine->frames;
                 return mine->id;
             }
             /* Lost the slot; s now holds the winner: fall through and compare it. */
@@ -99,6 +106,7 @@ mp_stacks_intern(const uint64_t *frames, uint32_t n) {
             entry_t *e = entry_at((size_t)(s & ((1ull << 40) - 1)) - 1);
             if (e->n == n && memcmp(e->frames, frames, (size_t)n * 8) == 0) {
                 if (mine) mp_store_release(&mine->state, (uint32_t)st_dead);
+                *stored = e->frames;
                 return e->id;
             }
         }

@@ -19,6 +19,8 @@ int mp_stacks_init(size_t slots, size_t arena_bytes);
 /* Intern frames[0..n) (n >= 1); returns its id (>= 1), or 0 when the table is full (the
  * caller counts that as a dropped stack). */
 uint32_t mp_stacks_intern(const uint64_t *frames, uint32_t n);
+/* Same, and *stored points at the table's copy of the frames (valid for the process's life). */
+uint32_t mp_stacks_intern_ref(const uint64_t *frames, uint32_t n, const uint64_t **stored);
 
 /* Writer side: iterate entries from *cursor (start at 0). Returns 1 and fills id, frames, n
  * for the next valid entry; 0 when the next entry is still being written or the end is reached

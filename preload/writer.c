@@ -16,6 +16,8 @@
 #include "capture.h"
 #include "config.h"
 #include "modules.h"
+#include "pycode.h"
+#include "python.h"
 #include "ring.h"
 #include "stacks.h"
 #include "sys.h"
@@ -36,6 +38,8 @@ static struct {
     uint64_t last_sample_ns;
     uint64_t last_modules_ns;
     size_t stack_cursor; /* next arena position to emit */
+    size_t code_cursor;  /* next code-registry position to emit */
+    unsigned py_gen;     /* generation of the last PYTHON record written */
     int new_stacks;      /* stacks emitted since the last module refresh */
     int failed;          /* a write failed: stop writing */
     int statm_fd;
@@ -125,9 +129,34 @@ emit_stack(void *ctx, uint32_t id, const uint64_t *frames, uint32_t n) {
 }
 
 static void
+emit_code(void *ctx, const uint8_t *body, size_t len) {
+    (void)ctx;
+    put_record(MP_REC_PYCODE, body, len);
+}
+
+static void
+emit_python(void) {
+    mp_pyinfo_t pi;
+    unsigned gen = mp_python_info(&pi);
+    if (gen == W.py_gen) return;
+    W.py_gen = gen;
+    uint8_t *p = W.scratch;
+    p += mp_varint_put(p, pi.hexversion);
+    p += mp_varint_put(p, pi.hooks);
+    p = put_bytes(p, pi.allocator, strlen(pi.allocator));
+    put_record(MP_REC_PYTHON, W.scratch, (size_t)(p - W.scratch));
+}
+
+/* Code objects first: a stack published after this scan may use a code registered after it,
+ * which the next pass writes (readers resolve ids at the end, FORMAT.md 5.4). */
+static void
 emit_new_stacks(void) {
     uint32_t id, n;
     const uint64_t *frames;
+    const uint8_t *body;
+    size_t len;
+    emit_python();
+    while (mp_pycode_next(&W.code_cursor, &body, &len)) emit_code(NULL, body, len);
     while (mp_stacks_next(&W.stack_cursor, &id, &frames, &n)) emit_stack(NULL, id, frames, n);
 }
 
@@ -299,6 +328,7 @@ writer_main(void *arg) {
          * chunk when possible (a killed process then loses neither). */
         emit_new_stacks();
         refresh_modules(now, 0);
+        mp_python_writer_tick();
         if (now - W.last_sample_ns >= period) {
             emit_sample(now);
             W.last_sample_ns = now;
@@ -351,6 +381,8 @@ mp_writer_start(const mp_writer_opts_t *opts) {
     W.last_flush_ns = W.last_sample_ns = W.last_modules_ns = 0;
     W.new_stacks = 1;
     W.stack_cursor = 0;
+    W.code_cursor = 0;
+    W.py_gen = 0;
     mp_modules_reset();
     W.statm_fd = mp_sys_open("/proc/self/statm", O_RDONLY, 0);
 
@@ -362,6 +394,9 @@ mp_writer_start(const mp_writer_opts_t *opts) {
         size_t barrier = mp_stacks_fork_barrier();
         mp_stacks_each_published(barrier, emit_stack, NULL);
         W.stack_cursor = barrier;
+        size_t code_barrier = mp_pycode_fork_barrier();
+        mp_pycode_each_published(code_barrier, emit_code, NULL);
+        W.code_cursor = code_barrier;
     }
 
     /* The writer must never run a signal handler of the host: block everything in the new

@@ -22,13 +22,18 @@ json_t *mp_report_json(const mp_model_t *m, mp_sym_t *sym);
 int mp_emit_json(const mp_model_t *m, mp_sym_t *sym, FILE *out, mp_err_t *err);
 
 typedef struct mp_text_opts_s {
-    bool summary; /* the short aligned summary */
-    bool leaks;   /* top leaking stacks */
-    bool peak;    /* top stacks live at the peak */
-    size_t top;   /* stacks per list; 0 = all */
+    bool summary;         /* the short aligned summary */
+    bool leaks;           /* top leaking stacks */
+    bool peak;            /* top stacks live at the peak */
+    size_t top;           /* stacks (and by-line groups) per list; 0 = all */
+    bool lines;           /* the per-line table (needs a model built with opts.lines) */
+    size_t functions;     /* functions in the per-line table; 0 = all */
+    const char *file;     /* per-line table: only files containing this, or NULL */
+    const char *function; /* per-line table: only functions of this qualname or name, or NULL */
+    int precision;        /* decimals of the MiB columns (memory_profiler's --precision); 0 = 3 */
 } mp_text_opts_t;
 
-/* Write the selected text sections to out, in the order summary, leaks, peak.
+/* Write the selected text sections to out, in the order summary, lines, leaks, peak.
  * Returns 0, or MP_EIO with err filled when out fails. */
 int mp_emit_text(const mp_model_t *m, mp_sym_t *sym, const mp_text_opts_t *o, FILE *out,
                  mp_err_t *err);

@@ -4,14 +4,21 @@
  * leaks and peak lists refer to are emitted, each frame once under a small numeric id, so that
  * a dump with a huge stack table still gives a small report. Every string is made valid UTF-8
  * (paths and symbols are bytes on Linux), every integer is clamped to what JSON readers take.
- * What this is not: the per-line table ("lines" stays empty until the Python frame records
- * exist) or any I/O other than the final dump.
+ * Python frames are one frame per (code id, line), whatever their instruction offsets. The
+ * per-line rows and the by-line groups come ready from per_line.c and by_line.c.
+ * What this is not: computing numbers, or any I/O other than the final dump.
  */
 #include "emit.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "by_line.h"
+#include "per_line.h"
+#include "pysym.h"
+#include "pylines.h"
+#include "source.h"
 
 /* ---- value helpers ----------------------------------------------------------------------------
  */
@@ -118,7 +125,14 @@ process_json(doc_t *d, const mp_model_t *m) {
     set(d, p, "argv", argv);
     set(d, p, "exe", jstr(m->exe));
     set(d, p, "cwd", jstr(m->cwd));
-    set(d, p, "python", json_null());
+    char ver[32];
+    const mp_python_t *py = &m->python;
+    set(d, p, "python",
+        py->present ? json_string(mp_pyversion_format(py->hexversion, ver, sizeof ver))
+                    : json_null());
+    set(d, p, "python_allocator", py->present ? jstr(py->allocator) : json_null());
+    set(d, p, "python_stacks",
+        py->present ? json_boolean(py->hooks & MP_PYHOOK_STACKS) : json_null());
     set(d, p, "native_stacks", json_boolean(m->header.flags & MP_FMT_FLAG_NATIVE));
     set(d, p, "forked", json_boolean(m->header.flags & MP_FMT_FLAG_FORKED));
     set(d, p, "start", jiso(m->header.start_real_ns));
@@ -153,27 +167,30 @@ summary_json(doc_t *d, const mp_model_t *m) {
     return o;
 }
 
-/* Frame ids: one per distinct frame value, in order of first appearance. */
+/* Frame ids: one per distinct native frame value and per Python (code, line), in order of first
+ * appearance. */
 typedef struct frames_s {
     uint64_t n;              /* ids handed out */
-    json_t *by_addr;         /* "0x<hex>" -> id: a hash, so that big reports stay linear */
+    json_t *by_addr;         /* "0x<hex>" or "py:<code>:<line>" -> id: a hash, so that big
+                              * reports stay linear */
     json_t *frames, *stacks; /* the two output objects */
 } frames_t;
 
 static uint64_t
-frame_id(doc_t *d, frames_t *f, mp_sym_t *sym, uint64_t addr) {
-    char hex[24];
+frame_id(doc_t *d, frames_t *f, const mp_model_t *m, mp_sym_t *sym, uint64_t addr) {
+    char hex[24], key[48];
     snprintf(hex, sizeof hex, "0x%llx", (unsigned long long)addr);
-    json_t *known = f->by_addr ? json_object_get(f->by_addr, hex) : NULL;
+    mp_frame_info_t fi = {"native", hex, NULL, 0, NULL};
+    snprintf(key, sizeof key, "%s", hex);
+    if (mp_pyframe_is(addr)) { /* one frame per (code, line) */
+        mp_pysym_info(m, addr, &fi);
+        snprintf(key, sizeof key, "py:%u:%d", (unsigned)mp_pyframe_code(addr), fi.line);
+    }
+    json_t *known = f->by_addr ? json_object_get(f->by_addr, key) : NULL;
     if (known) return (uint64_t)json_integer_value(known);
     uint64_t id = ++f->n;
-    set(d, f->by_addr, hex, jint(id));
-    mp_frame_info_t fi = {"native", hex, NULL, 0, NULL};
-    if (addr & MP_FRAME_PYTHON_BIT) {
-        fi.kind = "python";
-        fi.function = "<python>";
-    }
-    if (sym) mp_sym_lookup(sym, addr, &fi);
+    set(d, f->by_addr, key, jint(id));
+    if (sym && !mp_pyframe_is(addr)) mp_sym_lookup(sym, addr, &fi);
     json_t *o = chk(d, json_object());
     set(d, o, "kind", json_string(fi.kind));
     set(d, o, "function", jstr(fi.function));
@@ -181,9 +198,9 @@ frame_id(doc_t *d, frames_t *f, mp_sym_t *sym, uint64_t addr) {
     set(d, o, "line", fi.line > 0 ? json_integer(fi.line) : json_null());
     set(d, o, "module", jstr(fi.module));
     set(d, o, "address", jhex(addr));
-    char key[24];
-    snprintf(key, sizeof key, "%llu", (unsigned long long)id);
-    set(d, f->frames, key, o);
+    char idkey[24];
+    snprintf(idkey, sizeof idkey, "%llu", (unsigned long long)id);
+    set(d, f->frames, idkey, o);
     return id;
 }
 
@@ -196,7 +213,8 @@ add_stack(doc_t *d, frames_t *f, const mp_model_t *m, mp_sym_t *sym, uint64_t st
     const uint64_t *frames;
     size_t n;
     mp_model_stack(m, stack, &frames, &n);
-    for (size_t i = 0; i < n && !d->oom; i++) append(d, ids, jint(frame_id(d, f, sym, frames[i])));
+    for (size_t i = 0; i < n && !d->oom; i++)
+        append(d, ids, jint(frame_id(d, f, m, sym, frames[i])));
     set(d, f->stacks, key, ids);
 }
 
@@ -215,6 +233,82 @@ sites_json(doc_t *d, frames_t *f, const mp_model_t *m, mp_sym_t *sym, const mp_s
     return a;
 }
 
+/* leaks_by_line / peak_by_line: empty for a dump without Python code objects. */
+static json_t *
+by_line_json(doc_t *d, const mp_model_t *m, const mp_site_t *sites, size_t n) {
+    json_t *a = chk(d, json_array());
+    if (!m->npycodes) return a;
+    mp_line_site_t *g = NULL;
+    size_t ng = 0;
+    if (mp_sites_by_line(m, sites, n, &g, &ng) < 0) {
+        d->oom = true;
+        return a;
+    }
+    for (size_t i = 0; i < ng && !d->oom; i++) {
+        json_t *o = chk(d, json_object());
+        set(d, o, "file", jstr(g[i].file));
+        set(d, o, "line", g[i].file ? json_integer(g[i].line) : json_null());
+        set(d, o, "function", jstr(g[i].function));
+        set(d, o, "bytes", jint(g[i].bytes));
+        set(d, o, "blocks", jint(g[i].blocks));
+        append(d, a, o);
+    }
+    free(g);
+    return a;
+}
+
+static json_t *
+jsigned(int64_t v) {
+    return json_integer((json_int_t)v);
+}
+
+/* functions (ranked) and lines (the rows with events, function by function). */
+static void
+per_line_json(doc_t *d, const mp_model_t *m, json_t *root) {
+    json_t *funcs = chk(d, json_array()), *lines = chk(d, json_array());
+    const mp_perline_t *pl = m->perline;
+    mp_source_t *src = pl ? mp_source_new(m->cwd) : NULL;
+    if (pl && !src) d->oom = true;
+    for (size_t i = 0; pl && src && i < pl->nfuncs && !d->oom; i++) {
+        const mp_pyfunc_t *f = &pl->funcs[i];
+        json_t *o = chk(d, json_object());
+        set(d, o, "file", jstr(f->file));
+        set(d, o, "function", jstr(f->function));
+        set(d, o, "name", jstr(f->name));
+        set(d, o, "first_line", json_integer(f->first_line));
+        set(d, o, "last_line", json_integer(f->last_line));
+        set(d, o, "peak_bytes", jint(f->peak_bytes));
+        set(d, o, "alloc_bytes", jint(f->alloc_bytes));
+        set(d, o, "freed_bytes", jint(f->freed_bytes));
+        set(d, o, "allocations", jint(f->allocations));
+        append(d, funcs, o);
+        for (size_t k = 0; k < f->nrows && !d->oom; k++) {
+            const mp_line_row_t *r = &f->rows[k];
+            json_t *row = chk(d, json_object());
+            size_t len = 0;
+            const char *text = mp_source_line(src, f->file, r->line, &len);
+            char *content = text ? strndup(text, len) : NULL;
+            if (text && !content) d->oom = true;
+            set(d, row, "file", jstr(f->file));
+            set(d, row, "function", jstr(f->function));
+            set(d, row, "first_line", json_integer(f->first_line));
+            set(d, row, "line", json_integer(r->line));
+            set(d, row, "content", jstr(content));
+            free(content);
+            set(d, row, "occurrences", jint(r->occurrences));
+            set(d, row, "allocations", jint(r->occurrences));
+            set(d, row, "increment", jsigned(r->increment));
+            set(d, row, "mem_usage", jint(r->mem_usage));
+            set(d, row, "alloc_bytes", jint(r->alloc_bytes));
+            set(d, row, "freed_bytes", jint(r->freed_bytes));
+            append(d, lines, row);
+        }
+    }
+    mp_source_free(src);
+    set(d, root, "functions", funcs);
+    set(d, root, "lines", lines);
+}
+
 json_t *
 mp_report_json(const mp_model_t *m, mp_sym_t *sym) {
     doc_t d = {false};
@@ -229,9 +323,11 @@ mp_report_json(const mp_model_t *m, mp_sym_t *sym) {
     set(&d, root, "summary", summary_json(&d, m));
     set(&d, root, "leaks", sites_json(&d, &f, m, sym, m->leaks, m->nleaks));
     set(&d, root, "peak", sites_json(&d, &f, m, sym, m->peak, m->npeak));
+    set(&d, root, "leaks_by_line", by_line_json(&d, m, m->leaks, m->nleaks));
+    set(&d, root, "peak_by_line", by_line_json(&d, m, m->peak, m->npeak));
     set(&d, root, "frames", f.frames);
     set(&d, root, "stacks", f.stacks);
-    set(&d, root, "lines", json_array());
+    per_line_json(&d, m, root);
     json_t *tl = chk(&d, json_array());
     for (size_t i = 0; i < m->ntimeline && !d.oom; i++) {
         json_t *pt = chk(&d, json_array());

@@ -12,6 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "per_line.h"
+#include "pylines.h"
+#include "u64map.h"
+
 /* ---- small growable arrays ------------------------------------------------------------------ */
 
 /* Ensure room for one more element in *arr (elem bytes each). Returns 0 or -1. */
@@ -28,75 +32,6 @@ grow(void **arr, size_t *cap, size_t len, size_t elem) {
 }
 
 #define PUSH(arr, len, cap) (grow((void **)&(arr), &(cap), (len), sizeof *(arr)) == 0)
-
-static uint64_t
-mix64(uint64_t x) {
-    /* splitmix64 finalizer: addresses are aligned and clustered; spread them. */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
-
-/* ---- u64 -> u64 map (open addressing, linear probing, no deletion) -------------------------- */
-
-typedef struct umap_ent_s {
-    uint64_t key, val;
-    uint8_t used;
-} umap_ent_t;
-
-typedef struct umap_s {
-    umap_ent_t *t;
-    size_t cap, len; /* cap: power of two */
-} umap_t;
-
-static umap_ent_t *
-umap_slot(const umap_t *m, uint64_t key) {
-    size_t mask = m->cap - 1, i = (size_t)mix64(key) & mask;
-    while (m->t[i].used && m->t[i].key != key) i = (i + 1) & mask;
-    return &m->t[i];
-}
-
-static uint64_t *
-umap_get(const umap_t *m, uint64_t key) {
-    if (!m->cap) return NULL;
-    umap_ent_t *e = umap_slot(m, key);
-    return e->used ? &e->val : NULL;
-}
-
-/* Insert or overwrite. Returns 0 or -1 (out of memory). */
-static int
-umap_put(umap_t *m, uint64_t key, uint64_t val) {
-    if (2 * (m->len + 1) > m->cap) {
-        umap_t n = {NULL, m->cap ? m->cap * 2 : 64, 0};
-        n.t = calloc(n.cap, sizeof *n.t);
-        if (!n.t) return -1;
-        for (size_t i = 0; i < m->cap; i++)
-            if (m->t[i].used) {
-                umap_ent_t *e = umap_slot(&n, m->t[i].key);
-                *e = m->t[i];
-                n.len++;
-            }
-        free(m->t);
-        *m = n;
-    }
-    umap_ent_t *e = umap_slot(m, key);
-    if (!e->used) {
-        e->used = 1;
-        e->key = key;
-        m->len++;
-    }
-    e->val = val;
-    return 0;
-}
-
-static void
-umap_free(umap_t *m) {
-    free(m->t);
-    memset(m, 0, sizeof *m);
-}
 
 /* ---- the live-block table (open addressing, backward-shift deletion) ------------------------ */
 
@@ -116,7 +51,7 @@ typedef struct live_s {
 
 static size_t
 live_find(const live_t *l, uint64_t ptr) {
-    size_t mask = l->cap - 1, i = (size_t)mix64(ptr) & mask;
+    size_t mask = l->cap - 1, i = (size_t)mp_mix64(ptr) & mask;
     while (l->t[i].used && l->t[i].ptr != ptr) i = (i + 1) & mask;
     return i;
 }
@@ -144,7 +79,7 @@ live_remove_at(live_t *l, size_t i) {
     for (;;) {
         j = (j + 1) & mask;
         if (!l->t[j].used) break;
-        size_t home = (size_t)mix64(l->t[j].ptr) & mask;
+        size_t home = (size_t)mp_mix64(l->t[j].ptr) & mask;
         /* Move t[j] into the hole at i unless its home lies cyclically in (i, j]. */
         bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
         if (stays) continue;
@@ -174,8 +109,9 @@ typedef struct stream_s {
     /* replay cursor */
     size_t cur; /* evrec_t being decoded */
     mp_events_t it;
-    mp_event_t ev;       /* the next event of this stream */
-    block_t realloc_out; /* the block the last realloc FREE of this stream released */
+    mp_event_t ev;               /* the next event of this stream */
+    block_t realloc_out;         /* the block the last realloc FREE of this stream released */
+    uint64_t realloc_free_stack; /* and that FREE's stack */
 } stream_t;
 
 typedef struct stackref_s {
@@ -197,12 +133,12 @@ struct mp_model_priv_s {
     size_t nev, capev;
     stream_t *streams;
     size_t nstreams, capstreams;
-    umap_t stream_idx; /* stream id -> index */
+    mp_u64map_t stream_idx; /* stream id -> index */
     uint64_t *frames;
     size_t nframes, capframes;
     stackref_t *stacks;
     size_t nstacks, capstacks;
-    umap_t stack_idx; /* stack id -> index into stacks */
+    mp_u64map_t stack_idx; /* stack id -> index into stacks */
     sample_t *samples;
     size_t nsamples, capsamples;
     anchor_t *anchors;
@@ -212,6 +148,8 @@ struct mp_model_priv_s {
     mp_rec_trailer_t trailer;
     uint64_t lost_sum;
     live_t live;
+    mp_u64map_t pycode_idx; /* code id -> index into m->pycodes */
+    size_t cappycodes;
 };
 
 /* ---- pass 0: scan every record ----------------------------------------------------------------
@@ -262,7 +200,7 @@ scan_process(mp_model_t *m, const mp_rec_process_t *p, mp_err_t *err) {
 
 static int
 scan_stream(struct mp_model_priv_s *pv, uint64_t id, size_t *out) {
-    uint64_t *idx = umap_get(&pv->stream_idx, id);
+    uint64_t *idx = mp_u64map_get(&pv->stream_idx, id);
     if (idx) {
         *out = (size_t)*idx;
         return 0;
@@ -272,7 +210,7 @@ scan_stream(struct mp_model_priv_s *pv, uint64_t id, size_t *out) {
     memset(s, 0, sizeof *s);
     s->id = id;
     s->first = s->last = SIZE_MAX;
-    if (umap_put(&pv->stream_idx, id, pv->nstreams) < 0) return -1;
+    if (mp_u64map_put(&pv->stream_idx, id, pv->nstreams) < 0) return -1;
     *out = pv->nstreams++;
     return 0;
 }
@@ -293,6 +231,27 @@ scan_module(mp_model_t *m, size_t *cap, const mp_rec_module_t *mr, mp_err_t *err
         mp_rec_module_range(mr, i, &mod->ranges[2 * i], &mod->ranges[2 * i + 1]);
     memcpy(mod->build_id, mr->build_id.p, mr->build_id.n);
     mod->build_id_len = mr->build_id.n;
+    return 0;
+}
+
+static int
+scan_pycode(mp_model_t *m, const mp_rec_pycode_t *c, mp_err_t *err) {
+    struct mp_model_priv_s *pv = m->priv;
+    if (mp_u64map_get(&pv->pycode_idx, c->id)) return 0; /* ids are unique: keep the first */
+    if (!PUSH(m->pycodes, m->npycodes, pv->cappycodes)) return nomem(err);
+    mp_pycode_t *pc = &m->pycodes[m->npycodes];
+    memset(pc, 0, sizeof *pc);
+    m->npycodes++;
+    pc->id = c->id;
+    pc->firstlineno = (int)c->firstlineno;
+    pc->table_format = c->table_format > 255 ? 0 : (unsigned)c->table_format;
+    pc->table = c->linetable.p;
+    pc->table_len = c->linetable.n;
+    pc->filename = mp_pystr_utf8(c->filename.kind, c->filename.data.p, c->filename.data.n);
+    pc->name = mp_pystr_utf8(c->name.kind, c->name.data.p, c->name.data.n);
+    pc->qualname = mp_pystr_utf8(c->qualname.kind, c->qualname.data.p, c->qualname.data.n);
+    if (!pc->filename || !pc->name || !pc->qualname) return nomem(err);
+    if (mp_u64map_put(&pv->pycode_idx, c->id, m->npycodes - 1) < 0) return nomem(err);
     return 0;
 }
 
@@ -354,7 +313,7 @@ scan_record(mp_model_t *m, const mp_record_t *rec, size_t *modcap, size_t *thrca
             if (!PUSH(pv->stacks, pv->nstacks, pv->capstacks)) return nomem(err);
             pv->stacks[pv->nstacks] = (stackref_t){pv->nframes, n};
             pv->nframes += n;
-            if (umap_put(&pv->stack_idx, st.id, pv->nstacks++) < 0) return nomem(err);
+            if (mp_u64map_put(&pv->stack_idx, st.id, pv->nstacks++) < 0) return nomem(err);
             return 0;
         }
         case MP_REC_MODULE: {
@@ -396,6 +355,20 @@ scan_record(mp_model_t *m, const mp_record_t *rec, size_t *modcap, size_t *thrca
             uint64_t n;
             if ((rc = mp_rec_lost(r, rec, &n, err)) < 0) return rc;
             pv->lost_sum += n;
+            return 0;
+        }
+        case MP_REC_PYCODE: {
+            mp_rec_pycode_t c;
+            if ((rc = mp_rec_pycode(r, rec, &c, err)) < 0) return rc;
+            return scan_pycode(m, &c, err);
+        }
+        case MP_REC_PYTHON: {
+            mp_rec_python_t py;
+            if ((rc = mp_rec_python(r, rec, &py, err)) < 0) return rc;
+            char *alloc = dup_bytes(py.allocator);
+            if (!alloc) return nomem(err);
+            free(m->python.allocator);
+            m->python = (mp_python_t){true, (uint32_t)py.hexversion, py.hooks, alloc};
             return 0;
         }
         default:
@@ -451,6 +424,7 @@ typedef struct pass1_s { /* what pass 1 measures besides the live table */
     bool end_done;
     size_t next_sample;
     mp_model_t *m;
+    mp_perline_t *perline; /* fed every heap change, or NULL */
 } pass1_t;
 
 static int aggregate(const live_t *l, mp_site_t **out, size_t *n);
@@ -481,13 +455,15 @@ note_peak(pass1_t *p1, const live_t *l, uint64_t seq) {
     }
 }
 
-/* Apply one event of stream s to the live table; p1 is NULL in pass 2. */
+/* Apply one event of stream s to the live table; p1 is NULL in pass 2. Returns 1 with *st
+ * describing the change of the live heap, 0 when nothing changed, or -1 (out of memory). */
 static int
-apply(struct mp_model_priv_s *pv, stream_t *s, const mp_event_t *ev, pass1_t *p1) {
+apply(struct mp_model_priv_s *pv, stream_t *s, const mp_event_t *ev, pass1_t *p1, mp_step_t *st) {
     live_t *l = &pv->live;
     mp_summary_t *sum = p1 ? p1->sum : NULL;
     if (live_reserve(l) < 0) return -1;
     size_t i = live_find(l, ev->ptr);
+    int changed = 0;
     switch (ev->kind) {
         case MP_EV_ALLOC:
             /* A realloc that returned: its FREE can no longer be undone. */
@@ -505,6 +481,8 @@ apply(struct mp_model_priv_s *pv, stream_t *s, const mp_event_t *ev, pass1_t *p1
                 sum->total_bytes += ev->size;
             }
             note_peak(p1, l, ev->seq);
+            *st = (mp_step_t){MP_STEP_ALLOC, ev->seq, ev->stack, ev->size, l->bytes};
+            changed = 1;
             break;
         case MP_EV_FREE:
             if (!l->t[i].used) {
@@ -512,8 +490,14 @@ apply(struct mp_model_priv_s *pv, stream_t *s, const mp_event_t *ev, pass1_t *p1
                 if (ev->allocator == MP_ALLOC_REALLOC) s->realloc_out.used = 0;
                 break;
             }
-            if (ev->allocator == MP_ALLOC_REALLOC) s->realloc_out = l->t[i];
+            if (ev->allocator == MP_ALLOC_REALLOC) {
+                s->realloc_out = l->t[i];
+                s->realloc_free_stack = ev->stack;
+            }
+            *st = (mp_step_t){MP_STEP_FREE, ev->seq, ev->stack, l->t[i].size, 0};
             live_remove_at(l, i);
+            st->heap = l->bytes;
+            changed = 1;
             if (sum) sum->total_frees++;
             break;
         case MP_EV_REALLOC_FAIL:
@@ -528,11 +512,14 @@ apply(struct mp_model_priv_s *pv, stream_t *s, const mp_event_t *ev, pass1_t *p1
             s->realloc_out.used = 0;
             if (sum && sum->total_frees) sum->total_frees--; /* the free did not happen */
             note_peak(p1, l, ev->seq);
+            *st =
+                (mp_step_t){MP_STEP_UNFREE, ev->seq, s->realloc_free_stack, l->t[i].size, l->bytes};
+            changed = 1;
             break;
         default:
             break;
     }
-    return 0;
+    return changed;
 }
 
 /* Replay every event with seq <= limit (all of them: UINT64_MAX). */
@@ -562,7 +549,10 @@ replay(mp_model_t *m, uint64_t limit, pass1_t *p1, mp_err_t *err) {
             rc = nomem(err);
             goto done;
         }
-        if (apply(pv, s, &ev, p1) < 0) {
+        mp_step_t st;
+        int changed = apply(pv, s, &ev, p1, &st);
+        if (changed < 0 ||
+            (changed && p1 && p1->perline && mp_perline_step(p1->perline, &st) < 0)) {
             rc = nomem(err);
             goto done;
         }
@@ -590,29 +580,29 @@ cmp_site(const void *a, const void *b) {
 
 static int
 aggregate(const live_t *l, mp_site_t **out, size_t *n) {
-    umap_t idx = {0};
+    mp_u64map_t idx = {0};
     mp_site_t *sites = NULL;
     size_t len = 0, cap = 0;
     for (size_t i = 0; i < l->cap; i++) {
         const block_t *b = &l->t[i];
         if (!b->used) continue;
-        uint64_t *k = umap_get(&idx, b->stack);
+        uint64_t *k = mp_u64map_get(&idx, b->stack);
         if (!k) {
-            if (!PUSH(sites, len, cap) || umap_put(&idx, b->stack, len) < 0) goto fail;
+            if (!PUSH(sites, len, cap) || mp_u64map_put(&idx, b->stack, len) < 0) goto fail;
             sites[len++] = (mp_site_t){b->stack, 0, 0};
-            k = umap_get(&idx, b->stack);
+            k = mp_u64map_get(&idx, b->stack);
         }
         sites[*k].bytes += b->size;
         sites[*k].blocks++;
     }
-    umap_free(&idx);
+    mp_u64map_free(&idx);
     if (len) qsort(sites, len, sizeof *sites, cmp_site);
     free(*out);
     *out = sites;
     *n = len;
     return 0;
 fail:
-    umap_free(&idx);
+    mp_u64map_free(&idx);
     free(sites);
     return -1;
 }
@@ -664,10 +654,17 @@ mp_at_name(mp_at_t at) {
     }
 }
 
+const mp_pycode_t *
+mp_model_pycode(const mp_model_t *m, uint64_t id) {
+    const struct mp_model_priv_s *pv = m->priv;
+    uint64_t *k = mp_u64map_get(&pv->pycode_idx, id);
+    return k ? &m->pycodes[*k] : NULL;
+}
+
 bool
 mp_model_stack(const mp_model_t *m, uint64_t id, const uint64_t **frames, size_t *n) {
     const struct mp_model_priv_s *pv = m->priv;
-    uint64_t *k = umap_get(&pv->stack_idx, id);
+    uint64_t *k = mp_u64map_get(&pv->stack_idx, id);
     if (!k || id == 0) {
         *frames = NULL;
         *n = 0;
@@ -687,15 +684,24 @@ mp_model_free(mp_model_t *m) {
         mp_reader_close(pv->r);
         free(pv->ev);
         free(pv->streams);
-        umap_free(&pv->stream_idx);
+        mp_u64map_free(&pv->stream_idx);
         free(pv->frames);
         free(pv->stacks);
-        umap_free(&pv->stack_idx);
+        mp_u64map_free(&pv->stack_idx);
         free(pv->samples);
         free(pv->anchors);
         free(pv->live.t);
+        mp_u64map_free(&pv->pycode_idx);
         free(pv);
     }
+    mp_perline_free(m->perline);
+    for (size_t i = 0; i < m->npycodes; i++) {
+        free(m->pycodes[i].filename);
+        free(m->pycodes[i].name);
+        free(m->pycodes[i].qualname);
+    }
+    free(m->pycodes);
+    free(m->python.allocator);
     free(m->exe);
     free(m->cwd);
     for (size_t i = 0; i < m->argc; i++) free(m->argv[i]);
@@ -786,6 +792,13 @@ mp_model_build(mp_model_t **out, mp_reader_t *r, const mp_model_opts_t *opts, mp
     /* Pass 1: totals, peak moment, leaks at the end point, heap at each sample. */
     pass1_t p1 = {.sum = sum, .m = m};
     choose_end(pv, opts ? opts->at : mp_at_default, &sum->leaks_at, &p1.end_seq);
+    if (opts && opts->lines && m->npycodes) {
+        if (!(m->perline = mp_perline_new(m))) {
+            rc = nomem(err);
+            goto fail;
+        }
+        p1.perline = m->perline;
+    }
     if ((rc = replay(m, UINT64_MAX, &p1, err)) < 0) goto fail;
 
     /* Pass 2: what was live at the peak. */
@@ -796,6 +809,10 @@ mp_model_build(mp_model_t **out, mp_reader_t *r, const mp_model_opts_t *opts, mp
             rc = nomem(err);
             goto fail;
         }
+    }
+    if (m->perline && mp_perline_finish(m->perline, m) < 0) {
+        rc = nomem(err);
+        goto fail;
     }
     free(pv->live.t); /* the live table is only needed while replaying */
     pv->live = (live_t){0};

@@ -13,6 +13,10 @@
  * realloc FREE of the same stream released makes it live again (unless that realloc's ALLOC came
  * first). Leaks are what is live at the end point: the main-end marker, the exit marker, or the
  * end of the data. total_frees counts FREEs of tracked blocks minus those undone.
+ *
+ * Python (format 1.1): PYCODE records become mp_pycode_t (names transcoded to UTF-8), the last
+ * PYTHON record mp_python_t; with opts.lines, pass 1 also feeds every heap change to the per-line
+ * view (per_line.h), which is ranked once the peak is known.
  */
 #ifndef MP_MODEL_H
 #define MP_MODEL_H
@@ -33,6 +37,7 @@ typedef enum mp_at_e {
 
 typedef struct mp_model_opts_s {
     mp_at_t at;
+    bool lines; /* also build the per-line view (per_line.h) when the dump has Python code */
 } mp_model_opts_t;
 
 typedef struct mp_site_s { /* one stack's share of a live set */
@@ -59,6 +64,37 @@ typedef struct mp_module_s {
     uint8_t *build_id; /* may be empty */
     size_t build_id_len;
 } mp_module_t;
+
+typedef struct mp_pycode_s { /* one PYCODE record (FORMAT.md 5.10) */
+    uint64_t id;
+    int firstlineno;
+    unsigned table_format;            /* MP_PYTABLE_* (pylines.h); others decode to no line */
+    char *filename, *name, *qualname; /* UTF-8 (pylines.h mp_pystr_utf8); qualname may be "" */
+    const uint8_t *table;             /* the line table, inside the dump's mapping */
+    size_t table_len;
+} mp_pycode_t;
+
+typedef struct mp_python_s { /* the last PYTHON record (FORMAT.md 5.11) */
+    bool present;
+    uint32_t hexversion; /* PY_VERSION_HEX */
+    uint64_t hooks;      /* MP_PYHOOK_* (reader.h) */
+    char *allocator;     /* "default", or PYTHONMALLOC */
+} mp_python_t;
+
+/* One change of the live heap during the replay, as the per-line view sees it. */
+typedef enum mp_step_kind_e {
+    MP_STEP_ALLOC,  /* an ALLOC event: size bytes became live */
+    MP_STEP_FREE,   /* a FREE of a tracked block: size bytes stopped being live */
+    MP_STEP_UNFREE, /* a failed realloc made the block its FREE released live again */
+} mp_step_kind_t;
+
+typedef struct mp_step_s {
+    mp_step_kind_t kind;
+    uint64_t seq;
+    uint64_t stack; /* the event's stack; for MP_STEP_UNFREE the realloc FREE's */
+    uint64_t size;
+    uint64_t heap; /* tracked live bytes right after the step */
+} mp_step_t;
 
 typedef struct mp_summary_s {
     uint64_t total_allocations, total_frees, total_bytes;
@@ -92,6 +128,11 @@ typedef struct mp_model_s {
     size_t nthreads;
     mp_module_t *modules; /* MODULE records in file order (later ones win on overlap) */
     size_t nmodules;
+    mp_pycode_t *pycodes; /* PYCODE records in file order, duplicate ids dropped */
+    size_t npycodes;
+    mp_python_t python;
+    struct mp_perline_s *perline; /* the per-line view (per_line.h), or NULL: not asked for
+                                   * (opts.lines) or no PYCODE record */
     struct mp_model_priv_s *priv;
 } mp_model_t;
 
@@ -106,6 +147,8 @@ void mp_model_free(mp_model_t *m);
 /* The frames of stack id (innermost first). Returns false (and *n = 0) for an id without a STACK
  * record, including 0. */
 bool mp_model_stack(const mp_model_t *m, uint64_t id, const uint64_t **frames, size_t *n);
+/* The PYCODE record with this id, or NULL. */
+const mp_pycode_t *mp_model_pycode(const mp_model_t *m, uint64_t id);
 /* "main_end", "exit" or "end_of_data". */
 const char *mp_at_name(mp_at_t at);
 

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "pylines.h"
 
 /* ---- errors --------------------------------------------------------------------------------- */
 
@@ -103,6 +106,10 @@ doing_record(unsigned tag) {
             return "reading trailer record";
         case MP_REC_LOST:
             return "reading lost record";
+        case MP_REC_PYCODE:
+            return "reading pycode record";
+        case MP_REC_PYTHON:
+            return "reading python record";
         default:
             return "reading record header";
     }
@@ -555,6 +562,53 @@ int
 mp_rec_lost(const mp_reader_t *r, const mp_record_t *rec, uint64_t *count, mp_err_t *err) {
     cur_t c = cur_of(r, rec, err);
     TRY(cur_varint(&c, count, "count"));
+    return 0;
+}
+
+static int
+cur_pystr(cur_t *c, mp_pystr_t *s, const char *field) {
+    const uint8_t *start = c->p;
+    TRY(cur_varint(c, &s->kind, field));
+    TRY(cur_bytes(c, &s->data, field));
+    if (!mp_pystr_valid(s->kind, s->data.n))
+        return mp_err_set(c->err, MP_EFIELD, (uint64_t)(start - c->base), c->doing,
+                          "%s has string kind %llu and %zu bytes", field,
+                          (unsigned long long)s->kind, s->data.n);
+    return 0;
+}
+
+int
+mp_rec_pycode(const mp_reader_t *r, const mp_record_t *rec, mp_rec_pycode_t *out, mp_err_t *err) {
+    cur_t c = cur_of(r, rec, err);
+    const uint8_t *at = c.p;
+    TRY(cur_varint(&c, &out->id, "code id"));
+    if (out->id == 0 || out->id > 0x7fffffffu)
+        return mp_err_set(err, MP_EFIELD, (uint64_t)(at - r->base), c.doing,
+                          "code id %llu is outside 1..2^31-1", (unsigned long long)out->id);
+    at = c.p;
+    TRY(cur_varint(&c, &out->firstlineno, "firstlineno"));
+    if (out->firstlineno > INT_MAX)
+        return mp_err_set(err, MP_EFIELD, (uint64_t)(at - r->base), c.doing,
+                          "firstlineno %llu is over %d", (unsigned long long)out->firstlineno,
+                          INT_MAX);
+    TRY(cur_varint(&c, &out->table_format, "table_format"));
+    TRY(cur_pystr(&c, &out->filename, "filename"));
+    TRY(cur_pystr(&c, &out->name, "name"));
+    TRY(cur_pystr(&c, &out->qualname, "qualname"));
+    TRY(cur_bytes(&c, &out->linetable, "linetable"));
+    return 0;
+}
+
+int
+mp_rec_python(const mp_reader_t *r, const mp_record_t *rec, mp_rec_python_t *out, mp_err_t *err) {
+    cur_t c = cur_of(r, rec, err);
+    const uint8_t *at = c.p;
+    TRY(cur_varint(&c, &out->hexversion, "hexversion"));
+    if (out->hexversion > 0xffffffffu)
+        return mp_err_set(err, MP_EFIELD, (uint64_t)(at - r->base), c.doing,
+                          "hexversion 0x%llx is over 32 bits", (unsigned long long)out->hexversion);
+    TRY(cur_varint(&c, &out->hooks, "hooks"));
+    TRY(cur_bytes(&c, &out->allocator, "allocator"));
     return 0;
 }
 

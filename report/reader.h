@@ -129,6 +129,30 @@ typedef struct mp_rec_sample_s {
 typedef struct mp_rec_marker_s {
     uint64_t kind, seq, time_ns;
 } mp_rec_marker_t;
+typedef struct mp_pystr_s { /* a CPython string copied verbatim (FORMAT.md 5.10) */
+    uint64_t kind;          /* 0 unreadable, 1 Latin-1, 2 UCS-2LE, 4 UCS-4LE */
+    mp_bytes_t data;        /* a multiple of kind bytes */
+} mp_pystr_t;
+typedef struct mp_rec_pycode_s {
+    uint64_t id;           /* 1 .. 2^31-1: the code id of Python frames */
+    uint64_t firstlineno;  /* 0 .. INT_MAX */
+    uint64_t table_format; /* 1, 2, 3; other values are kept (a later minor may add one) */
+    mp_pystr_t filename, name, qualname;
+    mp_bytes_t linetable;
+} mp_rec_pycode_t;
+/* PYTHON hooks bits (FORMAT.md 5.11). */
+enum {
+    MP_PYHOOK_RAW = 1u << 0,         /* PYMEM_DOMAIN_RAW hook installed */
+    MP_PYHOOK_MEM = 1u << 1,         /* PYMEM_DOMAIN_MEM */
+    MP_PYHOOK_OBJ = 1u << 2,         /* PYMEM_DOMAIN_OBJ */
+    MP_PYHOOK_REINSTALLED = 1u << 3, /* re-installed after start-up replaced them */
+    MP_PYHOOK_STACKS = 1u << 4,      /* Python stacks are recorded */
+};
+typedef struct mp_rec_python_s {
+    uint64_t hexversion; /* PY_VERSION_HEX, at most 32 bits */
+    uint64_t hooks;      /* MP_PYHOOK_* bits */
+    mp_bytes_t allocator;
+} mp_rec_python_t;
 typedef struct mp_rec_trailer_s {
     uint64_t events, allocs, frees, alloc_bytes, lost, end_time_ns, next_seq, stacks_dropped;
 } mp_rec_trailer_t;
@@ -157,6 +181,13 @@ int mp_rec_marker(const mp_reader_t *r, const mp_record_t *rec, mp_rec_marker_t 
 int mp_rec_trailer(const mp_reader_t *r, const mp_record_t *rec, mp_rec_trailer_t *out,
                    mp_err_t *err);
 int mp_rec_lost(const mp_reader_t *r, const mp_record_t *rec, uint64_t *count, mp_err_t *err);
+/* PYCODE (1.1): also checks id >= 1 and below 2^31, firstlineno <= INT_MAX, and each pystr's
+ * kind and length. */
+int mp_rec_pycode(const mp_reader_t *r, const mp_record_t *rec, mp_rec_pycode_t *out,
+                  mp_err_t *err);
+/* PYTHON (1.1): also checks that hexversion fits in 32 bits. */
+int mp_rec_python(const mp_reader_t *r, const mp_record_t *rec, mp_rec_python_t *out,
+                  mp_err_t *err);
 
 /* ---- events cursor (FORMAT.md 5.3) ---------------------------------------------------------- */
 typedef struct mp_event_s {

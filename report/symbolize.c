@@ -4,7 +4,7 @@
  * session per distinct (path, bias) opened lazily with dwfl_report_elf, the build-id check, and a
  * per-address cache of answers. Strings returned point into the Dwfl sessions (symbol and line
  * tables) or into cache entries, so they live until mp_sym_free.
- * What this is not: demangling, inline-frame expansion, or Python frames.
+ * What this is not: demangling, inline-frame expansion, or Python frames (handed to pysym.c).
  */
 #include "symbolize.h"
 
@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "pysym.h"
 
 typedef struct modstate_s {
     int state;    /* 0 untried, 1 open, -1 could not be opened */
@@ -155,9 +157,8 @@ resolve(mp_sym_t *s, uint64_t addr, entry_t *e) {
     e->addr = addr;
     snprintf(e->hex, sizeof e->hex, "0x%llx", (unsigned long long)addr);
     e->info = (mp_frame_info_t){"native", e->hex, NULL, 0, NULL};
-    if (addr & MP_FRAME_PYTHON_BIT) {
-        e->info.kind = "python";
-        e->info.function = "<python>";
+    if (mp_pyframe_is(addr)) {
+        mp_pysym_info(s->m, addr, &e->info);
         return;
     }
     /* A return address points after the call; the call itself is one byte before. */

@@ -4,8 +4,8 @@
  * file:line and module name by opening the ELF files named in the dump, as heaptrack's interpret
  * step does. One Dwfl per module, opened on first use and cached, plus a per-address cache.
  * Missing files, stripped binaries and [vdso] give a hex function name with the module still named.
- * What this is not: Python frames (a frame with MP_FRAME_PYTHON_BIT set comes back as kind
- * "python", function "<python>" until the Python frame records exist).
+ * Python frames (MP_FRAME_PYTHON_BIT set) are answered by pysym.h: kind "python", the code
+ * object's qualname, filename and line.
  */
 #ifndef MP_SYMBOLIZE_H
 #define MP_SYMBOLIZE_H

@@ -21,4 +21,5 @@ target_compile_definitions(test_config PRIVATE MP_DOCS_DIR="${PROJECT_SOURCE_DIR
 # compiled in; capture.c is not (the test defines the few globals the writer reads), so neither
 # libunwind nor interposition is involved.
 mp_unit_test(writer_sys TSAN SOURCES ${MP_PRELOAD_TESTABLE}
-  ${PROJECT_SOURCE_DIR}/preload/writer.c ${PROJECT_SOURCE_DIR}/preload/modules.c)
+  ${PROJECT_SOURCE_DIR}/preload/writer.c ${PROJECT_SOURCE_DIR}/preload/modules.c
+  ${PROJECT_SOURCE_DIR}/preload/pycode.c)

@@ -33,9 +33,9 @@ static const char usage_main[] =
     "A memory profiler and leak detector for Python programs and the native code under them.\n"
     "\n"
     "commands:\n"
-    "  run [OPTIONS] -- CMD [ARGS...]   run CMD under the profiler, then print its summary and "
-    "leaks\n"
-    "  report [OPTIONS] DUMP            readable report of a dump: summary, leaks, peak\n"
+    "  run [OPTIONS] -- CMD [ARGS...]   run CMD under the profiler, then print its report\n"
+    "  report [OPTIONS] DUMP            readable report of a dump: summary, per-line table,\n"
+    "                                   leaks, peak\n"
     "  json [OPTIONS] DUMP              the JSON report of a dump (docs/JSON.md)\n"
     "\n"
     "options:\n"
@@ -48,8 +48,9 @@ static const char usage_main[] =
 static const char usage_run[] =
     "usage: memprof run [--native] [-o FILE] [--quiet] -- CMD [ARGS...]\n"
     "\n"
-    "Runs CMD with libmemprof.so preloaded, then prints the summary and the top leaks of its "
-    "dump.\n"
+    "Runs CMD with libmemprof.so preloaded, then prints the report of its dump as `memprof\n"
+    "report` does by default: the summary, then the per-line table of a Python program or the\n"
+    "top leaks of any other.\n"
     "Exits with the status of CMD (128 + N if signal N killed it).\n"
     "\n"
     "  --native            record native stacks (MEMPROF_NATIVE=1): slower, names C functions\n"
@@ -59,15 +60,25 @@ static const char usage_run[] =
     "  -h, --help          this help\n";
 
 static const char usage_report[] =
-    "usage: memprof report [--summary] [--leaks] [--peak] [--top N] [--at WHEN] DUMP\n"
+    "usage: memprof report [--summary] [--lines] [--leaks] [--peak] [--top N] [--at WHEN]\n"
+    "                      [--functions N] [--file SUBSTR] [--function NAME] [--precision N] "
+    "DUMP\n"
     "\n"
     "Prints a readable report of DUMP (- reads standard input). Without a section flag:\n"
-    "--summary and --leaks.\n"
+    "--summary and --lines for a dump with Python stacks, --summary and --leaks otherwise.\n"
     "\n"
     "  --summary       totals: allocations, frees, peak heap, leaked bytes, RSS peak\n"
-    "  --leaks         the stacks that allocated what was still live at the end\n"
-    "  --peak          the stacks that allocated what was live when the heap was largest\n"
-    "  --top N         stacks shown per list (default 10; 0 shows all)\n"
+    "  --lines         per-line table of the Python functions that held the most memory at\n"
+    "                  the peak, in memory_profiler's layout (its header says what each\n"
+    "                  column means here)\n"
+    "  --leaks         what was still live at the end, by Python line and by stack\n"
+    "  --peak          what was live when the heap was largest, by Python line and by stack\n"
+    "  --top N         stacks and lines shown per list (default 10; 0 shows all)\n"
+    "  --functions N   functions in the per-line table (default 5, or all that match\n"
+    "                  --file/--function; 0 shows all)\n"
+    "  --file SUBSTR   per-line table: only functions whose file name contains SUBSTR\n"
+    "  --function NAME per-line table: only functions whose qualified name or name is NAME\n"
+    "  --precision N   decimals of the MiB columns, 1 to 6 (default 3, as memory_profiler)\n"
     "  --at WHEN       where leaks are measured: main_end (end of the Python main code, the\n"
     "                  default when recorded) or exit (process exit, after finalization)\n"
     "  -h, --help      this help\n";
@@ -160,15 +171,21 @@ parse_at(const args_t *a, const char *v, mp_at_t *at) {
     return 0;
 }
 
-/* --top: a count of stacks, 0 for all. */
+/* A count for flag (--top, --functions, --precision) in [lo, hi]. */
 static int
-parse_top(const args_t *a, const char *v, size_t *top) {
+parse_count(const args_t *a, const char *flag, const char *v, unsigned long long lo,
+            unsigned long long hi, size_t *out) {
     char *end = NULL;
     errno = 0;
     unsigned long long n = v[0] >= '0' && v[0] <= '9' ? strtoull(v, &end, 10) : 0;
-    if (!end || *end || errno || n > 1000000000ull)
-        return usage_error(a->cmd, "bad --top value '%s': expected a number of stacks", v);
-    *top = (size_t)n;
+    if (!end || *end || errno || n < lo || n > hi) {
+        fprintf(stderr,
+                "memprof %s: bad %s value '%s': expected a number from %llu to %llu (see "
+                "memprof %s --help)\n",
+                a->cmd, flag, v, lo, hi, a->cmd);
+        return EXIT_USAGE;
+    }
+    *out = (size_t)n;
     return 0;
 }
 
@@ -185,13 +202,22 @@ load_dump(const char *file, const mp_model_opts_t *mo, mp_model_t **m) {
     return 0;
 }
 
+/* Print the text report of file. With no section chosen in *to: the summary, then the per-line
+ * table of a dump with Python code objects, else the leaks. */
 static int
-print_report(const char *file, const mp_model_opts_t *mo, const mp_text_opts_t *to) {
+print_report(const char *file, mp_model_opts_t mo, mp_text_opts_t to) {
     mp_err_t err = {0};
     mp_model_t *m = NULL;
-    if (load_dump(file, mo, &m) != 0) return EXIT_USAGE;
+    bool automatic = !to.summary && !to.lines && !to.leaks && !to.peak;
+    mo.lines = to.lines || automatic;
+    if (load_dump(file, &mo, &m) != 0) return EXIT_USAGE;
+    if (automatic) {
+        to.summary = true;
+        to.lines = m->npycodes > 0;
+        to.leaks = !to.lines;
+    }
     mp_sym_t *sym = mp_sym_new(m, stderr);
-    int rc = mp_emit_text(m, sym, to, stdout, &err);
+    int rc = mp_emit_text(m, sym, &to, stdout, &err);
     mp_sym_free(sym);
     mp_model_free(m);
     if (rc < 0) return input_error("<stdout>", &err);
@@ -200,10 +226,10 @@ print_report(const char *file, const mp_model_opts_t *mo, const mp_text_opts_t *
 
 static int
 cmd_report(args_t *a) {
-    mp_model_opts_t mo = {mp_at_default};
-    mp_text_opts_t to = {false, false, false, 10};
+    mp_model_opts_t mo = {.at = mp_at_default};
+    mp_text_opts_t to = {.top = 10, .functions = 5};
     const char *dump = NULL, *v = NULL;
-    bool only_files = false;
+    bool only_files = false, functions_set = false;
     int rc;
     while (a->i < a->argc) {
         const char *arg = a->argv[a->i];
@@ -226,8 +252,26 @@ cmd_report(args_t *a) {
         } else if (is_flag(arg, "--peak", NULL)) {
             to.peak = true;
             a->i++;
+        } else if (is_flag(arg, "--lines", NULL)) {
+            to.lines = true;
+            a->i++;
         } else if ((rc = flag_value(a, "--top", NULL, &v)) != 0) {
-            if (rc < 0 || parse_top(a, v, &to.top) != 0) return EXIT_USAGE;
+            if (rc < 0 || parse_count(a, "--top", v, 0, 1000000000ull, &to.top) != 0)
+                return EXIT_USAGE;
+        } else if ((rc = flag_value(a, "--functions", NULL, &v)) != 0) {
+            if (rc < 0 || parse_count(a, "--functions", v, 0, 1000000000ull, &to.functions) != 0)
+                return EXIT_USAGE;
+            functions_set = true;
+        } else if ((rc = flag_value(a, "--precision", NULL, &v)) != 0) {
+            size_t p = 0;
+            if (rc < 0 || parse_count(a, "--precision", v, 1, 6, &p) != 0) return EXIT_USAGE;
+            to.precision = (int)p;
+        } else if ((rc = flag_value(a, "--file", NULL, &v)) != 0) {
+            if (rc < 0) return EXIT_USAGE;
+            to.file = v;
+        } else if ((rc = flag_value(a, "--function", NULL, &v)) != 0) {
+            if (rc < 0) return EXIT_USAGE;
+            to.function = v;
         } else if ((rc = flag_value(a, "--at", NULL, &v)) != 0) {
             if (rc < 0 || parse_at(a, v, &mo.at) != 0) return EXIT_USAGE;
         } else {
@@ -235,13 +279,14 @@ cmd_report(args_t *a) {
         }
     }
     if (!dump) return usage_error(a->cmd, "%s", "missing DUMP");
-    if (!to.summary && !to.leaks && !to.peak) to.summary = to.leaks = true;
-    return print_report(dump, &mo, &to);
+    /* A filter names the functions wanted: show all that match unless told otherwise. */
+    if ((to.file || to.function) && !functions_set) to.functions = 0;
+    return print_report(dump, mo, to);
 }
 
 static int
 cmd_json(args_t *a) {
-    mp_model_opts_t mo = {mp_at_default};
+    mp_model_opts_t mo = {.at = mp_at_default, .lines = true};
     const char *dump = NULL, *out = NULL, *v = NULL;
     bool only_files = false;
     int rc;
@@ -439,10 +484,10 @@ cmd_run(args_t *a) {
         return code;
     }
     if (!quiet) {
-        mp_model_opts_t mo = {mp_at_default};
-        mp_text_opts_t to = {true, true, false, 10};
+        mp_model_opts_t mo = {.at = mp_at_default};
+        mp_text_opts_t to = {.top = 10, .functions = 5}; /* the default sections */
         fflush(stdout);
-        print_report(dump, &mo, &to);
+        print_report(dump, mo, to);
         fprintf(stderr, "memprof: dump written to %s (`memprof report %s` for more)\n", dump, dump);
     }
     free(dump);

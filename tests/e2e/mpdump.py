@@ -1,10 +1,14 @@
-"""mpdump.py - a small, independent decoder of memprof dumps (docs/FORMAT.md 1.0).
+"""mpdump.py - a small, independent decoder of memprof dumps (docs/FORMAT.md 1.1).
 
 A test utility, not a reporter: it exists so that end-to-end tests can cross-check the
 `memprof json` report against a second reading of the same bytes, and so that a failing test
 can be debugged without the reporter. Python 3 standard library only.
 
     python3 mpdump.py DUMP            # prints the replayed totals as JSON
+    python3 mpdump.py --stacks DUMP   # prints each stack's Python frames: file, name, offset
+
+Python frames (1.1) are kept in the stacks as recorded; python_frames(stack id) lists them as
+(file, name, offset) from the PYCODE records (line tables are left to the reporter).
 """
 
 import json
@@ -18,6 +22,8 @@ MAX_PAYLOAD = 16 << 20
 
 REC_PROCESS, REC_THREAD, REC_EVENTS, REC_STACK = 1, 2, 3, 4
 REC_MODULE, REC_SAMPLE, REC_MARKER, REC_TRAILER, REC_LOST = 5, 6, 7, 8, 9
+REC_PYCODE, REC_PYTHON = 0x0A, 0x0B
+FRAME_PYTHON = 1 << 63
 EV_ALLOC, EV_FREE, EV_REALLOC_FAIL = 0, 1, 2
 MARK_MAIN_END, MARK_EXIT = 1, 2
 
@@ -79,6 +85,25 @@ class _Cursor:
         self.pos += n
         return s
 
+    def pystr(self):
+        """A CPython string as FORMAT.md 5.10 copies it: kind, then bytes."""
+        kind, data = self.varint(), self.bytes()
+        if kind == 0:
+            return "?"
+        codec = {1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}.get(kind)
+        if codec is None or len(data) % kind:
+            raise Corrupt("bad string kind %d for %d bytes" % (kind, len(data)))
+        # surrogatepass: CPython strings may hold lone surrogates (surrogateescape'd names)
+        return data.decode(codec, "surrogatepass")
+
+
+def split_frame(frame):
+    """A Python frame value: (code id, signed byte offset); None for a native frame."""
+    if not frame & FRAME_PYTHON:
+        return None
+    off = frame & 0xFFFFFFFF
+    return (frame >> 32) & 0x7FFFFFFF, off - (1 << 32) if off & 0x80000000 else off
+
 
 class Dump:
     """Everything in one dump file, decoded. Events are (seq, stream, kind, allocator, ptr,
@@ -104,6 +129,9 @@ class Dump:
         self.markers = []  # (kind, seq, time_ns)
         self.trailer = None
         self.lost = 0
+        self.pycodes = {}  # id -> dict(firstlineno, table_format, filename, name, qualname,
+        #                                linetable)
+        self.python = None  # the last PYTHON record: dict(hexversion, hooks, allocator)
         self.chunks = 0
         self.truncated = False
         pos = hsize
@@ -183,6 +211,35 @@ class Dump:
             self.trailer = {k: c.varint() for k in keys}
         elif tag == REC_LOST:
             self.lost += c.varint()
+        elif tag == REC_PYCODE:
+            cid, first, fmt = c.varint(), c.varint(), c.varint()
+            code = dict(firstlineno=first, table_format=fmt, filename=c.pystr(), name=c.pystr(),
+                        qualname=c.pystr(), linetable=c.bytes())
+            self.pycodes.setdefault(cid, code)
+        elif tag == REC_PYTHON:
+            hexversion, hooks = c.varint(), c.varint()
+            self.python = dict(hexversion=hexversion, hooks=hooks,
+                               allocator=c.bytes().decode("utf-8", "replace"))
+
+    def python_frames(self, sid):
+        """The Python frames of stack sid, innermost first, as (file, name, offset): name is the
+        qualname when the code has one. The truncation marker (code id 0) is
+        ("<truncated>", "<truncated>", None); a code id without a record gives file None."""
+        out = []
+        for frame in self.stacks.get(sid, []):
+            py = split_frame(frame)
+            if py is None:
+                continue
+            cid, off = py
+            if cid == 0:
+                out.append(("<truncated>", "<truncated>", None))
+                continue
+            code = self.pycodes.get(cid)
+            if code is None:
+                out.append((None, "<python>", off))
+            else:
+                out.append((code["filename"], code["qualname"] or code["name"], off))
+        return out
 
     def replay(self):
         """Replay the live heap in sequence order up to the exit marker (or the end).
@@ -243,14 +300,24 @@ class Dump:
 
 
 def main(argv):
+    if len(argv) == 3 and argv[1] == "--stacks":
+        d = Dump(argv[2])
+        for sid in sorted(d.stacks):
+            print("stack %d" % sid)
+            for f, name, off in d.python_frames(sid):
+                line = "  %s %s %s" % (f, name, off)
+                # lone surrogates (surrogateescape'd file names) cannot be printed as UTF-8
+                print(line.encode("utf-8", "backslashreplace").decode("utf-8"))
+        return 0
     if len(argv) != 2:
-        print("usage: mpdump.py DUMP", file=sys.stderr)
+        print("usage: mpdump.py [--stacks] DUMP", file=sys.stderr)
         return 2
     d = Dump(argv[1])
     s, _live = d.replay()
     s.update(pid=d.pid, ppid=d.ppid, exe=d.exe, argv=d.argv, flags=d.flags, chunks=d.chunks,
              trailer=d.trailer, markers=d.markers, stacks=len(d.stacks),
-             modules=len(d.modules), threads=len(d.threads))
+             modules=len(d.modules), threads=len(d.threads), pycodes=len(d.pycodes),
+             python=d.python)
     print(json.dumps(s, indent=2))
     return 0
 

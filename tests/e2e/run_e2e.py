@@ -432,12 +432,17 @@ def case_forkexec(c):
         totals, _live = mpdump.Dump(path).replay()
         for k in SUMMARY_KEYS:
             c.eq("%s: mpdump vs memprof json, %s" % (label, k), totals[k], r["summary"][k])
-    # Dumps left by a process image that exec'd (the fork child before execv): readable, and
-    # with none of the program's events.
+    # Dumps left by a process image that exec'd (the fork child before execv): finished by the
+    # exec hook (complete, with a trailer), and with none of the program's events.
+    execs = 0
     for path, r in dumps.items():
         if re.search(r"\.exec\d+$", path):
+            execs += 1
             c.eq("forkexec %s: allocations before exec" % os.path.basename(path),
                  r["summary"]["total_allocations"], 0)
+            c.eq("forkexec %s: incomplete" % os.path.basename(path),
+                 r["process"]["incomplete"], False)
+    c.eq("forkexec: dumps of exec'd images", execs, 1)
     c.eq("forkexec: dumps", len([d for d in dumps if d.endswith(".dump")]), len(roles))
     no_preload_warnings(c, "forkexec", p.stderr)
 

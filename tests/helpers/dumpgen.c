@@ -176,6 +176,42 @@ mp_dg_lost(mp_dg_t *g, uint64_t count) {
     emit(g, MP_REC_LOST, &b);
 }
 
+mp_dg_pystr_t
+mp_dg_latin1(const char *s) {
+    mp_dg_pystr_t p = {1, s, strlen(s)};
+    return p;
+}
+
+static void
+bpystr(body_t *b, mp_dg_pystr_t s) {
+    bv(b, s.kind);
+    bbytes(b, s.data, s.len);
+}
+
+void
+mp_dg_pycode(mp_dg_t *g, uint64_t id, uint64_t firstlineno, uint64_t table_format,
+             mp_dg_pystr_t filename, mp_dg_pystr_t name, mp_dg_pystr_t qualname,
+             const uint8_t *table, size_t table_len) {
+    body_t b = {0};
+    bv(&b, id);
+    bv(&b, firstlineno);
+    bv(&b, table_format);
+    bpystr(&b, filename);
+    bpystr(&b, name);
+    bpystr(&b, qualname);
+    bbytes(&b, table, table_len);
+    emit(g, MP_REC_PYCODE, &b);
+}
+
+void
+mp_dg_python(mp_dg_t *g, uint64_t hexversion, uint64_t hooks, const char *allocator) {
+    body_t b = {0};
+    bv(&b, hexversion);
+    bv(&b, hooks);
+    bbytes(&b, allocator, strlen(allocator));
+    emit(g, MP_REC_PYTHON, &b);
+}
+
 void
 mp_dg_events_begin(mp_dg_t *g, uint64_t stream, uint64_t base_seq) {
     g->ev_open = 1;

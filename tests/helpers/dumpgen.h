@@ -47,6 +47,20 @@ void mp_dg_trailer(mp_dg_t *g, uint64_t events, uint64_t allocs, uint64_t frees,
                    uint64_t stacks_dropped);
 void mp_dg_lost(mp_dg_t *g, uint64_t count);
 
+/* PYCODE (1.1): a pystr is a kind (0, 1, 2, 4) and that many bytes per code point. */
+typedef struct mp_dg_pystr_s {
+    uint64_t kind;
+    const void *data;
+    size_t len; /* bytes */
+} mp_dg_pystr_t;
+/* An ASCII/Latin-1 pystr of the C string s. */
+mp_dg_pystr_t mp_dg_latin1(const char *s);
+void mp_dg_pycode(mp_dg_t *g, uint64_t id, uint64_t firstlineno, uint64_t table_format,
+                  mp_dg_pystr_t filename, mp_dg_pystr_t name, mp_dg_pystr_t qualname,
+                  const uint8_t *table, size_t table_len);
+/* PYTHON (1.1). */
+void mp_dg_python(mp_dg_t *g, uint64_t hexversion, uint64_t hooks, const char *allocator);
+
 /* EVENTS: begin a record for stream starting at base_seq, add events, end it. */
 void mp_dg_events_begin(mp_dg_t *g, uint64_t stream, uint64_t base_seq);
 void mp_dg_alloc(mp_dg_t *g, uint64_t seq, uint64_t ptr, uint64_t size, uint64_t stack,

@@ -20,7 +20,7 @@ load(mp_dg_t *g, mp_at_t at) {
     mp_err_t err;
     cr_assert_eq(mp_reader_open_mem(&r, g->buf, g->len, &err), 0);
     mp_model_t *m = NULL;
-    mp_model_opts_t o = {at};
+    mp_model_opts_t o = {.at = at};
     int rc = mp_model_build(&m, r, &o, &err);
     cr_assert_eq(rc, 0, "model: %s", err.msg);
     return m;
@@ -501,7 +501,7 @@ views_dump(mp_dg_t *g) {
     mp_dg_init(g);
     mp_dg_process(g, "/bin/prog", "prog\0", 5, "/tmp");
     mp_dg_thread(g, 0, 77);
-    uint64_t py[] = {MP_FRAME_PYTHON_BIT | 5, 0x1234};
+    uint64_t py[] = {MP_FRAME_PYTHON_BIT | 5ull << 32, 0x1234}; /* code 5: no PYCODE record */
     mp_dg_stack(g, 3, py, 2);
     uint64_t nat[] = {0x1234, 0x5678};
     mp_dg_stack(g, 4, nat, 2);
@@ -708,7 +708,7 @@ Test(model, symbolizes_this_binary) {
     cr_assert_str_eq(fi.function, "0x10");
     cr_assert_null(fi.module);
 
-    mp_sym_lookup(sym, MP_FRAME_PYTHON_BIT | 7, &fi);
+    mp_sym_lookup(sym, MP_FRAME_PYTHON_BIT | 7ull << 32, &fi); /* no PYCODE record */
     cr_assert_str_eq(fi.kind, "python");
     cr_assert_str_eq(fi.function, "<python>");
 

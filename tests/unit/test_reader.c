@@ -436,7 +436,8 @@ model_rc(const uint8_t *buf, size_t len, mp_err_t *err, mp_model_t **out) {
     mp_reader_t *r = NULL;
     mp_model_t *m = NULL;
     int rc = mp_reader_open_mem(&r, buf, len, err);
-    if (rc == 0) rc = mp_model_build(&m, r, NULL, err);
+    mp_model_opts_t o = {.at = mp_at_default, .lines = true};
+    if (rc == 0) rc = mp_model_build(&m, r, &o, err);
     if (out)
         *out = m;
     else
@@ -520,6 +521,147 @@ Test(reader, bad_events) {
     mp_dg_record(&g, MP_REC_EVENTS, ev4, sizeof ev4);
     mp_dg_flush(&g);
     cr_assert_eq(model_rc(g.buf, g.len, &err, NULL), MP_EFIELD);
+    mp_dg_free(&g);
+}
+
+/* ---- Python records (format 1.1) ------------------------------------------------------------- */
+
+Test(reader, pycode_and_python_records) {
+    mp_dg_t g;
+    mp_dg_init(&g);
+    static const uint8_t ucs2[] = {0x66, 0x00, 0x0d, 0x54}; /* "f名" */
+    static const uint8_t table[] = {0x80, 0x00, 0xd8, 0x01, 0x02};
+    mp_dg_pycode(&g, 7, 42, 3, mp_dg_latin1("/x/caf\xe9.py"), (mp_dg_pystr_t){2, ucs2, 4},
+                 mp_dg_latin1("K.f"), table, sizeof table);
+    mp_dg_python(&g, 0x030b07f0, 0x1f, "malloc");
+    mp_dg_flush(&g);
+    mp_reader_t *r = NULL;
+    mp_err_t err;
+    cr_assert_eq(mp_reader_open_mem(&r, g.buf, g.len, &err), 0);
+    mp_record_t rec;
+    cr_assert_eq(mp_reader_next(r, &rec, &err), MP_READ_OK);
+    cr_assert_eq(rec.tag, MP_REC_PYCODE);
+    cr_assert_str_eq(mp_rec_name(rec.tag), "pycode");
+    mp_rec_pycode_t c;
+    cr_assert_eq(mp_rec_pycode(r, &rec, &c, &err), 0);
+    cr_assert_eq(c.id, 7);
+    cr_assert_eq(c.firstlineno, 42);
+    cr_assert_eq(c.table_format, 3);
+    cr_assert_eq(c.filename.kind, 1);
+    cr_assert_eq(c.filename.data.n, 10);
+    cr_assert_eq(c.name.kind, 2);
+    cr_assert_eq(c.name.data.n, 4);
+    cr_assert_eq(c.qualname.data.n, 3);
+    cr_assert_eq(c.linetable.n, sizeof table);
+    cr_assert_arr_eq(c.linetable.p, table, sizeof table);
+    cr_assert_eq(mp_reader_next(r, &rec, &err), MP_READ_OK);
+    cr_assert_str_eq(mp_rec_name(rec.tag), "python");
+    mp_rec_python_t py;
+    cr_assert_eq(mp_rec_python(r, &rec, &py, &err), 0);
+    cr_assert_eq(py.hexversion, 0x030b07f0);
+    cr_assert_eq(py.hooks, 0x1f);
+    cr_assert_eq(py.allocator.n, 6);
+    mp_reader_close(r);
+
+    mp_model_t *m = NULL;
+    cr_assert_eq(model_rc(g.buf, g.len, &err, &m), 0);
+    cr_assert_eq(m->npycodes, 1);
+    const mp_pycode_t *pc = mp_model_pycode(m, 7);
+    cr_assert_not_null(pc);
+    cr_assert_str_eq(pc->filename, "/x/caf\xc3\xa9.py");
+    cr_assert_str_eq(pc->name, "f\xe5\x90\x8d");
+    cr_assert_str_eq(pc->qualname, "K.f");
+    cr_assert_eq(pc->firstlineno, 42);
+    cr_assert_null(mp_model_pycode(m, 8));
+    cr_assert(m->python.present);
+    cr_assert_str_eq(m->python.allocator, "malloc");
+    mp_model_free(m);
+    mp_dg_free(&g);
+}
+
+/* A PYCODE record whose body is `body`: the model must refuse it with MP_EFIELD at off + at. */
+static void
+bad_pycode(const uint8_t *body, size_t len, uint64_t at, const char *what) {
+    mp_dg_t g;
+    mp_dg_init(&g);
+    uint64_t off = mp_dg_next_offset(&g);
+    mp_dg_record(&g, MP_REC_PYCODE, body, len);
+    mp_dg_flush(&g);
+    mp_err_t err;
+    cr_expect_eq(model_rc(g.buf, g.len, &err, NULL), MP_EFIELD, "%s", what);
+    cr_expect_eq(err.offset, off + 2 + at, "%s: offset", what);
+    cr_expect_str_eq(err.doing, "reading pycode record", "%s", what);
+    char line[400];
+    cr_expect_not_null(strstr(mp_err_format(&err, line, sizeof line), "corrupt record"));
+    mp_dg_free(&g);
+}
+
+Test(reader, bad_pycode_fields) {
+    /* id, firstlineno, format, filename (kind, bytes), name, qualname, linetable */
+    static const uint8_t ok[] = {1, 3, 3, 1, 1, 'a', 1, 1, 'f', 1, 0, 0};
+    mp_dg_t g;
+    mp_dg_init(&g);
+    mp_dg_record(&g, MP_REC_PYCODE, ok, sizeof ok);
+    mp_dg_flush(&g);
+    mp_err_t err;
+    cr_assert_eq(model_rc(g.buf, g.len, &err, NULL), 0, "the reference body is valid");
+    mp_dg_free(&g);
+
+    static const uint8_t id0[] = {0, 3, 3, 1, 1, 'a', 1, 1, 'f', 1, 0, 0};
+    bad_pycode(id0, sizeof id0, 0, "code id 0");
+    static const uint8_t id31[] = {0x80, 0x80, 0x80, 0x80, 0x08, 3, 3, 1,
+                                   1,    'a',  1,    1,    'f',  1, 0, 0};
+    bad_pycode(id31, sizeof id31, 0, "code id 2^31");
+    static const uint8_t line[] = {1, 0x80, 0x80, 0x80, 0x80, 0x08, 3, 1,
+                                   1, 'a',  1,    1,    'f',  1,    0, 0};
+    bad_pycode(line, sizeof line, 1, "firstlineno 2^31");
+    static const uint8_t kind3[] = {1, 3, 3, 3, 3, 'a', 'b', 'c', 1, 1, 'f', 1, 0, 0};
+    bad_pycode(kind3, sizeof kind3, 3, "string kind 3");
+    static const uint8_t odd2[] = {1, 3, 3, 1, 1, 'a', 2, 3, 'f', 0, 'g', 1, 0, 0};
+    bad_pycode(odd2, sizeof odd2, 6, "UCS-2 name of 3 bytes");
+    static const uint8_t odd4[] = {1, 3, 3, 1, 1, 'a', 1, 1, 'f', 4, 2, 'q', 0, 0};
+    bad_pycode(odd4, sizeof odd4, 9, "UCS-4 qualname of 2 bytes");
+    static const uint8_t cut[] = {1, 3, 3, 1, 1, 'a', 1, 1, 'f', 1, 0, 9, 1, 2};
+    bad_pycode(cut, sizeof cut, 11, "linetable past the record end");
+    static const uint8_t nokind[] = {1, 3, 3};
+    bad_pycode(nokind, sizeof nokind, 3, "filename missing");
+}
+
+Test(reader, bad_python_record) {
+    mp_dg_t g;
+    mp_dg_init(&g);
+    uint64_t off = mp_dg_next_offset(&g);
+    static const uint8_t big[] = {0x80, 0x80, 0x80, 0x80, 0x10, 0, 0}; /* 2^32 */
+    mp_dg_record(&g, MP_REC_PYTHON, big, sizeof big);
+    mp_dg_flush(&g);
+    mp_err_t err;
+    cr_assert_eq(model_rc(g.buf, g.len, &err, NULL), MP_EFIELD);
+    cr_assert_eq(err.offset, off + 2);
+    cr_assert_str_eq(err.doing, "reading python record");
+    mp_dg_free(&g);
+    mp_dg_init(&g);
+    static const uint8_t cut[] = {0xf0, 0x07, 0x1f, 5, 'a'};
+    mp_dg_record(&g, MP_REC_PYTHON, cut, sizeof cut);
+    mp_dg_flush(&g);
+    cr_assert_eq(model_rc(g.buf, g.len, &err, NULL), MP_EFIELD);
+    mp_dg_free(&g);
+}
+
+Test(reader, pycode_unknown_table_format_and_duplicates) {
+    /* A table format a later minor might add decodes to "no line"; a repeated id keeps the
+     * first record. */
+    mp_dg_t g;
+    mp_dg_init(&g);
+    static const uint8_t t[] = {1, 2};
+    mp_dg_pycode(&g, 3, 9, 77, mp_dg_latin1("a.py"), mp_dg_latin1("f"), mp_dg_latin1(""), t, 2);
+    mp_dg_pycode(&g, 3, 1, 1, mp_dg_latin1("b.py"), mp_dg_latin1("g"), mp_dg_latin1(""), t, 2);
+    mp_dg_flush(&g);
+    mp_err_t err;
+    mp_model_t *m = NULL;
+    cr_assert_eq(model_rc(g.buf, g.len, &err, &m), 0);
+    cr_assert_eq(m->npycodes, 1);
+    cr_assert_str_eq(mp_model_pycode(m, 3)->filename, "a.py");
+    mp_model_free(m);
     mp_dg_free(&g);
 }
 
@@ -672,9 +814,17 @@ build_rich(mp_dg_t *g) {
     for (uint64_t s = 0; s < 3; s++) mp_dg_thread(g, s, 1000 + s);
     uint64_t ranges[] = {0x400000, 0x500000};
     mp_dg_module(g, 0, ranges, 1, "/nonexistent/rich", (const uint8_t *)"\1\2", 2);
+    static const uint8_t t3[] = {0x80, 0x00, 0xd9, 0x01, 0x02, 0xf0, 0x03, 0x01, 0x02, 0x03, 0xf8};
+    static const uint8_t t1[] = {6, 1, 44, 5, 255, 0, 45, 127};
+    mp_dg_pycode(g, 1, 10, 3, mp_dg_latin1("/r/a.py"), mp_dg_latin1("f"), mp_dg_latin1("C.f"), t3,
+                 sizeof t3);
+    mp_dg_pycode(g, 2, 20, 1, mp_dg_latin1("b.py"), mp_dg_latin1("<module>"), mp_dg_latin1(""), t1,
+                 sizeof t1);
+    mp_dg_python(g, 0x030c01f0, 0x17, "default");
     for (uint64_t id = 1; id <= 4; id++) {
-        uint64_t f[] = {0x400100 + id, 0x400200, MP_FRAME_PYTHON_BIT | id};
-        mp_dg_stack(g, id, f, 3);
+        uint64_t f[] = {0x400100 + id, MP_FRAME_PYTHON_BIT | (id % 3) << 32 | 2 * id, 0x400200,
+                        MP_FRAME_PYTHON_BIT | 2ull << 32 | 0xffffffffu, MP_FRAME_PYTHON_BIT | id};
+        mp_dg_stack(g, id, f, 5);
     }
     uint64_t seq = 1;
     for (int chunk = 0; chunk < 4; chunk++) {
@@ -763,7 +913,8 @@ Test(reader, fuzz_mutations_never_crash, .timeout = 240) {
             char *text = NULL;
             size_t tlen = 0;
             FILE *f = open_memstream(&text, &tlen);
-            mp_text_opts_t to = {true, true, true, 3};
+            mp_text_opts_t to = {
+                .summary = true, .leaks = true, .peak = true, .top = 3, .lines = true};
             mp_emit_text(m, NULL, &to, f, &err);
             fclose(f);
             free(text);

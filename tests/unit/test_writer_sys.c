@@ -22,6 +22,7 @@
 
 #include "atomics.h"
 #include "capture.h"
+#include "python.h"
 #include "format.h"
 #include "ring.h"
 #include "stacks.h"
@@ -37,6 +38,15 @@ uint64_t mp_seq;
 int mp_native;
 int mp_depth = 64;
 uint64_t mp_stacks_dropped;
+/* python.c is not compiled in: no CPython in this test. */
+int mp_python_running;
+void
+mp_python_writer_tick(void) {}
+unsigned
+mp_python_info(mp_pyinfo_t *out) {
+    memset(out, 0, sizeof *out);
+    return 0;
+}
 
 /* ---- the seam ------------------------------------------------------------------------------- */
 

@@ -1,0 +1,134 @@
+/* exec.c - the exec family: the dump of the image being replaced is finished before the exec.
+ *
+ * A successful exec replaces the process image without running destructors, so without these
+ * hooks the old image's last events (up to one flush interval) and its trailer would be lost.
+ * Every entry point is hooked because glibc's execv, execvp, execl... call its internal
+ * __execve, not the interposable execve. Before the real call the dump is finished (MARKER exit,
+ * TRAILER); if the exec fails, tracking restarts in a new dump and the finished one is kept as
+ * "<name>.exec<k>" (memprof.c's naming rules, docs/CONFIG.md).
+ *
+ * A vfork child (posix_spawn, or vfork + exec) shares the parent's memory: mp_lifecycle_exec
+ * does nothing there (the owner pid differs), exactly like the exit paths.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <unistd.h>
+
+#include "hooks.h"
+
+#define MP_EXPORT __attribute__((visibility("default")))
+
+/* execl* take a NULL-terminated variadic list; more arguments than this is E2BIG here. */
+#define ARGS_MAX 4096
+
+MP_EXPORT int
+execve(const char *path, char *const argv[], char *const envp[]) {
+    mp_interpose_resolve();
+    int restart = mp_lifecycle_exec();
+    int rc = mp_real.execve(path, argv, envp);
+    int e = errno;
+    if (restart) mp_lifecycle_exec_failed();
+    errno = e;
+    return rc;
+}
+
+MP_EXPORT int
+execv(const char *path, char *const argv[]) {
+    mp_interpose_resolve();
+    int restart = mp_lifecycle_exec();
+    int rc = mp_real.execv(path, argv);
+    int e = errno;
+    if (restart) mp_lifecycle_exec_failed();
+    errno = e;
+    return rc;
+}
+
+MP_EXPORT int
+execvp(const char *file, char *const argv[]) {
+    mp_interpose_resolve();
+    int restart = mp_lifecycle_exec();
+    int rc = mp_real.execvp(file, argv);
+    int e = errno;
+    if (restart) mp_lifecycle_exec_failed();
+    errno = e;
+    return rc;
+}
+
+MP_EXPORT int
+execvpe(const char *file, char *const argv[], char *const envp[]) {
+    mp_interpose_resolve();
+    int restart = mp_lifecycle_exec();
+    int rc = mp_real.execvpe(file, argv, envp);
+    int e = errno;
+    if (restart) mp_lifecycle_exec_failed();
+    errno = e;
+    return rc;
+}
+
+MP_EXPORT int
+fexecve(int fd, char *const argv[], char *const envp[]) {
+    mp_interpose_resolve();
+    int restart = mp_lifecycle_exec();
+    int rc = mp_real.fexecve(fd, argv, envp);
+    int e = errno;
+    if (restart) mp_lifecycle_exec_failed();
+    errno = e;
+    return rc;
+}
+
+/* Collect a variadic argument list (arg0 first) into argv; envp: also read the pointer after
+ * the terminating NULL (execle). Returns 0 or -1 (E2BIG). */
+static int
+collect(char **argv, const char *arg0, va_list ap, char *const **envp) {
+    size_t n = 0;
+    argv[n++] = (char *)arg0;
+    while (arg0 && (argv[n] = va_arg(ap, char *)) != NULL)
+        if (++n == ARGS_MAX) return -1;
+    if (!arg0) argv[0] = NULL;
+    if (envp) *envp = va_arg(ap, char *const *);
+    return 0;
+}
+
+MP_EXPORT int
+execl(const char *path, const char *arg, ...) {
+    char *argv[ARGS_MAX];
+    va_list ap;
+    va_start(ap, arg);
+    int ok = collect(argv, arg, ap, NULL);
+    va_end(ap);
+    if (ok != 0) {
+        errno = E2BIG;
+        return -1;
+    }
+    return execv(path, argv);
+}
+
+MP_EXPORT int
+execlp(const char *file, const char *arg, ...) {
+    char *argv[ARGS_MAX];
+    va_list ap;
+    va_start(ap, arg);
+    int ok = collect(argv, arg, ap, NULL);
+    va_end(ap);
+    if (ok != 0) {
+        errno = E2BIG;
+        return -1;
+    }
+    return execvp(file, argv);
+}
+
+MP_EXPORT int
+execle(const char *path, const char *arg, ...) {
+    char *argv[ARGS_MAX];
+    char *const *envp;
+    va_list ap;
+    va_start(ap, arg);
+    int ok = collect(argv, arg, ap, &envp);
+    va_end(ap);
+    if (ok != 0) {
+        errno = E2BIG;
+        return -1;
+    }
+    return execve(path, argv, envp);
+}

@@ -1,0 +1,393 @@
+/* python.c - CPython detection, PyMem_SetAllocator hooks, the pending call (see python.h).
+ *
+ * Hooks: pass-through wrappers on the RAW, MEM and OBJ domains. Each raises the thread's guard
+ * around the wrapped call, so an OBJ allocation that pymalloc serves from malloc, or that the
+ * debug hooks forward to another domain, is one event: the outermost one, with the pointer the
+ * program sees. Python's own allocators stay in place (pymalloc keeps running).
+ *
+ * PYTHONMALLOC=... and -X dev replace the allocators during start-up, after our constructor. The
+ * pending call (main thread, GIL held, scheduled by the writer once Python code runs) then wraps
+ * whatever is installed, with fresh context structs: a thread still inside an old wrapper keeps
+ * reading its own, unchanged context.
+ */
+#include "python.h"
+
+#include <dlfcn.h>
+#include <link.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "atomics.h"
+#include "capture.h"
+#include "format.h"
+#include "pycode.h"
+#include "pyframes.h"
+#include "sys.h"
+
+/* CPython's PyMemAllocatorEx (stable since 3.5) and the parts of the C API we call, declared
+ * here so that Python.h is never included (pylayout.h says why). */
+typedef struct pymem_allocator_s {
+    void *ctx;
+    void *(*malloc)(void *ctx, size_t size);
+    void *(*calloc)(void *ctx, size_t nelem, size_t elsize);
+    void *(*realloc)(void *ctx, void *ptr, size_t new_size);
+    void (*free)(void *ctx, void *ptr);
+} pymem_allocator_t;
+
+typedef void pyobj;
+typedef pyobj *(*pycfunc)(pyobj *, pyobj *);
+typedef struct pymethoddef_s {
+    const char *name;
+    pycfunc meth;
+    int flags;
+    const char *doc;
+} pymethoddef_t;
+#define PY_METH_NOARGS 0x0004
+
+static struct {
+    void (*get_allocator)(int, pymem_allocator_t *);
+    void (*set_allocator)(int, pymem_allocator_t *);
+    int (*is_initialized)(void);
+    int (*add_pending_call)(int (*)(void *), void *);
+    pyobj *(*import_module)(const char *);
+    pyobj *(*getattr_string)(pyobj *, const char *);
+    pyobj *(*call_objargs)(pyobj *, ...);
+    pyobj *(*cfunction_new)(pymethoddef_t *, pyobj *, pyobj *);
+    void (*decref)(pyobj *);
+    void (*incref)(pyobj *);
+    void (*err_clear)(void);
+    void *(*thread_state_get)(void);
+    pyobj *(*eval_get_frame)(void);
+    pyobj *(*frame_get_code)(pyobj *);
+    pyobj *none;
+} api;
+
+int mp_python_running;
+static int found;
+static int pending_state; /* 0 not yet, 1 scheduled, 2 ran */
+static mp_pyinfo_t info;
+static unsigned info_gen;
+
+/* ---- the allocator hooks ------------------------------------------------------------------- */
+
+typedef struct domain_s {
+    pymem_allocator_t orig; /* what we wrap */
+    unsigned allocator;     /* MP_ALLOC_PYMEM_* */
+} domain_t;
+
+/* [0]: installed by the constructor; [1..]: each re-installation gets fresh contexts. */
+#define INSTALL_SETS 4
+static domain_t domains[INSTALL_SETS][3];
+static int sets_used;
+int mp_python_watch;
+
+static void *
+hook_malloc(void *ctx, size_t n) {
+    domain_t *d = ctx;
+    mp_thread_t *t = &mp_thread;
+    if (!mp_tracking(t)) return d->orig.malloc(d->orig.ctx, n);
+    t->guard++;
+    void *p = d->orig.malloc(d->orig.ctx, n);
+    if (p) mp_capture_event(t, MP_EV_ALLOC, d->allocator, p, n);
+    t->guard--;
+    return p;
+}
+
+static void *
+hook_calloc(void *ctx, size_t n, size_t m) {
+    domain_t *d = ctx;
+    mp_thread_t *t = &mp_thread;
+    size_t total;
+    if (!mp_tracking(t) || __builtin_mul_overflow(n, m, &total))
+        return d->orig.calloc(d->orig.ctx, n, m);
+    t->guard++;
+    void *p = d->orig.calloc(d->orig.ctx, n, m);
+    if (p) mp_capture_event(t, MP_EV_ALLOC, d->allocator, p, total);
+    t->guard--;
+    return p;
+}
+
+static void *
+hook_realloc(void *ctx, void *p, size_t n) {
+    domain_t *d = ctx;
+    mp_thread_t *t = &mp_thread;
+    if (!mp_tracking(t)) return d->orig.realloc(d->orig.ctx, p, n);
+    t->guard++;
+    if (p) mp_capture_event(t, MP_EV_FREE, d->allocator, p, 0); /* before: FORMAT.md 6 */
+    void *q = d->orig.realloc(d->orig.ctx, p, n);
+    if (q)
+        mp_capture_event(t, MP_EV_ALLOC, d->allocator, q, n);
+    else if (p)
+        /* PyMem realloc never frees on size 0 (it allocates 1 byte): NULL is a failure and p
+         * is still the caller's. */
+        mp_capture_event(t, MP_EV_REALLOC_FAIL, d->allocator, p, 0);
+    t->guard--;
+    return q;
+}
+
+static void
+hook_free(void *ctx, void *p) {
+    domain_t *d = ctx;
+    mp_thread_t *t = &mp_thread;
+    if (!p || !mp_tracking(t)) {
+        d->orig.free(d->orig.ctx, p);
+        return;
+    }
+    t->guard++;
+    mp_capture_event(t, MP_EV_FREE, d->allocator, p, 0);
+    d->orig.free(d->orig.ctx, p);
+    t->guard--;
+}
+
+static int
+is_ours(const pymem_allocator_t *a) {
+    return a->malloc == hook_malloc;
+}
+
+/* Wrap the current allocator of every domain not already wrapped; returns the domains hooked. */
+static unsigned
+install(void) {
+    unsigned hooked = 0;
+    if (sets_used == INSTALL_SETS) return 0;
+    int set = sets_used++;
+    static const unsigned kinds[3] = {MP_ALLOC_PYMEM_RAW, MP_ALLOC_PYMEM_MEM, MP_ALLOC_PYMEM_OBJ};
+    for (int dom = 0; dom < 3; dom++) {
+        pymem_allocator_t cur;
+        api.get_allocator(dom, &cur);
+        if (is_ours(&cur)) {
+            hooked |= 1u << dom;
+            continue;
+        }
+        domain_t *d = &domains[set][dom];
+        d->orig = cur;
+        d->allocator = kinds[dom];
+        pymem_allocator_t mine = {d, hook_malloc, hook_calloc, hook_realloc, hook_free};
+        api.set_allocator(dom, &mine);
+        hooked |= 1u << dom;
+    }
+    return hooked;
+}
+
+/* ---- the pending call ---------------------------------------------------------------------- */
+
+static void
+set_info(unsigned hooks, const char *allocator) {
+    info.hooks = hooks;
+    if (allocator) mp_str_copy(info.allocator, sizeof info.allocator, allocator);
+    mp_fetch_add_acq_rel(&info_gen, 1);
+}
+
+static pyobj *
+main_end(pyobj *self, pyobj *unused) {
+    (void)self;
+    (void)unused;
+    mp_thread_t *t = &mp_thread;
+    if (mp_load_relaxed(&mp_state) == mp_state_running && !t->guard) {
+        t->guard++;
+        mp_capture_marker(t, MP_MARK_MAIN_END);
+        t->guard--;
+    }
+    api.incref(api.none);
+    return api.none;
+}
+
+static pymethoddef_t main_end_def = {"memprof_main_end", main_end, PY_METH_NOARGS,
+                                     "memprof: marks the end of the main code"};
+
+/* atexit callbacks run before interpreter finalization, after non-daemon threads are joined:
+ * the "end of main code" of DESIGN.md. Registered early, ours runs after the program's own. */
+static void
+register_main_end(void) {
+    pyobj *fn = api.cfunction_new(&main_end_def, NULL, NULL);
+    pyobj *mod = fn ? api.import_module("atexit") : NULL;
+    pyobj *reg = mod ? api.getattr_string(mod, "register") : NULL;
+    pyobj *r = reg ? api.call_objargs(reg, fn, NULL) : NULL;
+    if (!r) api.err_clear();
+    if (r) api.decref(r);
+    if (reg) api.decref(reg);
+    if (mod) api.decref(mod);
+    if (fn) api.decref(fn);
+}
+
+/* The walker must agree with the interpreter's own API on the current thread state and the
+ * innermost code object (docs/dev/python-frames.md 10.4); otherwise Python stacks go off. */
+static int
+self_test(void) {
+    if (!api.thread_state_get || !api.eval_get_frame) return 1;
+    if ((const void *)mp_pyframes_tstate() != api.thread_state_get()) return 0;
+    pyobj *frame = api.eval_get_frame();
+    if (!frame) return 1;
+    const uint8_t *want;
+    if (api.frame_get_code) {
+        pyobj *co = api.frame_get_code(frame);
+        want = co;
+        if (co) api.decref(co);
+    } else {
+        memcpy(&want, (const uint8_t *)frame + mp_pyenv.layout->f_code, sizeof want);
+    }
+    return mp_pyframes_top_code() == want;
+}
+
+static int
+pending(void *arg) {
+    (void)arg;
+    mp_thread_t *t = &mp_thread;
+    unsigned hooks = info.hooks;
+    const char *alloc = NULL;
+    /* Our own calls below allocate through the hooks: keep them out of the profile. */
+    t->guard++;
+    if (mp_pyenv.walk && !self_test()) {
+        mp_store_release(&mp_pyenv.walk, 0);
+        hooks &= ~(unsigned)mp_pyhook_stacks;
+        mp_sys_log("CPython frame layout check failed: Python stacks are off (allocations are "
+                   "still recorded)");
+    }
+    pymem_allocator_t cur;
+    api.get_allocator(2, &cur);
+    if (!is_ours(&cur)) {
+        hooks |= install() | mp_pyhook_reinstalled;
+        if (!getenv("PYTHONMALLOC")) alloc = "debug (-X dev)";
+    }
+    mp_store_relaxed(&mp_python_watch, 0);
+    register_main_end();
+    t->guard--;
+    set_info(hooks, alloc);
+    mp_store_release(&pending_state, 2);
+    return 0;
+}
+
+void
+mp_python_recheck(void) {
+    if (mp_load_relaxed(&mp_python_running) || mp_load_acquire(&pending_state) == 2) {
+        mp_store_relaxed(&mp_python_watch, 0);
+        return;
+    }
+    /* Start-up (before any Python code): PYTHONMALLOC / -X dev may just have replaced our hooks.
+     * Re-wrap at once, so that blocks the debug hooks hand out (at an offset from what they get
+     * from malloc) are seen at the pointer the program frees. PyMem_GetAllocator takes only
+     * the allocators lock (3.12+), which no thread holds while allocating. */
+    pymem_allocator_t cur;
+    api.get_allocator(2, &cur);
+    if (is_ours(&cur)) return;
+    unsigned hooks = info.hooks | install() | mp_pyhook_reinstalled;
+    set_info(hooks, getenv("PYTHONMALLOC") ? NULL : "debug (-X dev)");
+}
+
+void
+mp_python_writer_tick(void) {
+    if (!found || mp_load_acquire(&pending_state) != 0) return;
+    if (!mp_load_relaxed(&mp_python_running) || !api.is_initialized()) return;
+    const mp_pylayout_t *L = mp_pyenv.layout;
+    const void *fin;
+    memcpy(&fin, mp_pyenv.runtime + L->rt_finalizing, sizeof fin);
+    if (fin) return;
+    /* Py_AddPendingCall may be called from any thread without the GIL (it is meant for signal
+     * handlers); it takes only the pending-calls lock, which nobody holds while allocating. */
+    if (api.add_pending_call(pending, NULL) == 0) mp_store_release(&pending_state, 1);
+}
+
+unsigned
+mp_python_info(mp_pyinfo_t *out) {
+    unsigned g = mp_load_acquire(&info_gen);
+    *out = info;
+    return g;
+}
+
+/* ---- start-up ------------------------------------------------------------------------------ */
+
+static void *
+sym(const char *name) {
+    return dlsym(RTLD_DEFAULT, name);
+}
+
+static uint64_t
+version_hex(void) {
+    const uint32_t *v = sym("Py_Version"); /* 3.11+ */
+    if (v) return *v;
+    const char *(*get)(void) = (const char *(*)(void))sym("Py_GetVersion");
+    if (!get) return 0;
+    const char *s = get(); /* "3.8.18 (default, ...": formats into a static buffer */
+    unsigned part[3] = {0, 0, 0};
+    for (int i = 0; i < 3 && *s >= '0' && *s <= '9'; i++) {
+        while (*s >= '0' && *s <= '9') part[i] = part[i] * 10 + (unsigned)(*s++ - '0');
+        if (*s == '.') s++;
+    }
+    return (uint64_t)part[0] << 24 | (uint64_t)part[1] << 16 | (uint64_t)part[2] << 8 | 0xf0;
+}
+
+/* 3.13 publishes its offsets for debuggers: check ours against them. */
+static int
+check_debug_offsets(const uint8_t *rt, uint64_t hex) {
+    if ((hex >> 16) != 0x030d) return 1;
+    if (memcmp(rt, "xdebugpy", 8) != 0) return 0;
+    uint64_t v;
+    memcpy(&v, rt + 8, 8);
+    return (v >> 16) == 0x030d;
+}
+
+static void
+find_eval_loop(void) {
+    void *f = sym("_PyEval_EvalFrameDefault");
+    Dl_info di;
+    const ElfW(Sym) *s = NULL;
+    if (f && dladdr1(f, &di, (void **)&s, RTLD_DL_SYMENT) && s && s->st_size) {
+        mp_pyenv.eval_lo = (uintptr_t)f;
+        mp_pyenv.eval_hi = (uintptr_t)f + s->st_size;
+    }
+}
+
+int
+mp_python_init(int walk) {
+    const uint8_t *rt = sym("_PyRuntime");
+    if (!rt) return 0; /* not a CPython process (or one we cannot see into) */
+#define NEED(field, name) *(void **)&api.field = sym(name)
+    NEED(get_allocator, "PyMem_GetAllocator");
+    NEED(set_allocator, "PyMem_SetAllocator");
+    NEED(is_initialized, "Py_IsInitialized");
+    NEED(add_pending_call, "Py_AddPendingCall");
+    NEED(import_module, "PyImport_ImportModule");
+    NEED(getattr_string, "PyObject_GetAttrString");
+    NEED(call_objargs, "PyObject_CallFunctionObjArgs");
+    NEED(cfunction_new, "PyCFunction_NewEx");
+    NEED(decref, "Py_DecRef");
+    NEED(incref, "Py_IncRef");
+    NEED(err_clear, "PyErr_Clear");
+    NEED(thread_state_get, "PyThreadState_Get");
+    NEED(eval_get_frame, "PyEval_GetFrame");
+    NEED(frame_get_code, "PyFrame_GetCode"); /* 3.9+ */
+    api.none = sym("_Py_NoneStruct");
+#undef NEED
+    if (!api.get_allocator || !api.set_allocator || !api.is_initialized || !api.add_pending_call ||
+        !api.import_module || !api.getattr_string || !api.call_objargs || !api.cfunction_new ||
+        !api.decref || !api.incref || !api.err_clear || !api.none) {
+        mp_sys_log("CPython found but its C API is incomplete: Python hooks not installed");
+        return 0;
+    }
+    uint64_t hex = version_hex();
+    info.hexversion = hex;
+    const char *pm = getenv("PYTHONMALLOC");
+    mp_str_copy(info.allocator, sizeof info.allocator, pm && *pm ? pm : "default");
+
+    unsigned hooks = install();
+    found = 1;
+    mp_store_relaxed(&mp_python_watch, 1);
+    const mp_pylayout_t *L = mp_pylayout_for((unsigned)(hex >> 24), (unsigned)(hex >> 16) & 0xff);
+    const void *code_type = sym("PyCode_Type");
+    const void *bytes_type = sym("PyBytes_Type");
+    const void *unicode_type = sym("PyUnicode_Type");
+    if (walk && !L) {
+        mp_sys_log("this CPython version has no frame layout in memprof: Python stacks are off");
+    } else if (walk && !check_debug_offsets(rt, hex)) {
+        mp_sys_log("CPython 3.13 debug offsets do not match: Python stacks are off");
+    } else if (walk && code_type && bytes_type && unicode_type) {
+        mp_pyenv.layout = L;
+        mp_pyenv.runtime = rt;
+        mp_pyenv.code_type = code_type;
+        mp_pycode_setup(L, bytes_type, unicode_type);
+        find_eval_loop();
+        mp_store_release(&mp_pyenv.walk, 1);
+        hooks |= mp_pyhook_stacks;
+    }
+    set_info(hooks, NULL);
+    return 1;
+}

@@ -1,0 +1,45 @@
+/* python.h - CPython support: finding the interpreter, the PyMem allocator hooks, the
+ * end-of-main marker, and what the PYTHON record says.
+ *
+ * Everything in libpython is reached through dlsym(RTLD_DEFAULT): libmemprof.so has no undefined
+ * Py* symbol, so it loads into every program and a non-Python process never enters this code.
+ */
+#ifndef MP_PYTHON_H
+#define MP_PYTHON_H
+
+#include <stdint.h>
+
+/* From the constructor (guard raised, before the interpreter starts): find CPython, select the
+ * layout, install the RAW/MEM/OBJ hooks. walk: record Python stacks (MEMPROF_PYTHON). Returns 1
+ * if CPython was found and hooked, else 0. */
+int mp_python_init(int walk);
+
+/* From the writer thread, every pass: once Python code runs, schedule the pending call that
+ * re-installs replaced hooks, self-tests the frame walker and registers the end-of-main marker. */
+void mp_python_writer_tick(void);
+
+/* Set by the hooks the first time a walk finds Python frames (cheap to test). */
+extern int mp_python_running;
+
+/* Nonzero during start-up: every event calls mp_python_recheck (guard raised), which re-wraps
+ * the allocators as soon as PYTHONMALLOC or -X dev has replaced them. */
+extern int mp_python_watch;
+void mp_python_recheck(void);
+
+/* The PYTHON record (FORMAT.md 5.11). gen changes whenever the content does. */
+typedef struct mp_pyinfo_s {
+    uint64_t hexversion;
+    unsigned hooks;
+    char allocator[48];
+} mp_pyinfo_t;
+enum {
+    mp_pyhook_raw = 1,
+    mp_pyhook_mem = 2,
+    mp_pyhook_obj = 4,
+    mp_pyhook_reinstalled = 8,
+    mp_pyhook_stacks = 16
+};
+/* Copy the current info; returns its generation (0: no Python in this process). */
+unsigned mp_python_info(mp_pyinfo_t *out);
+
+#endif

@@ -1,0 +1,62 @@
+/* thread_start.c - pthread_create: a new thread inherits its creator's Python stack.
+ *
+ * A thread started by C code (a C extension's worker pool, a library's I/O thread) runs no
+ * Python frames, so its allocations would have no Python stack. DESIGN.md charges them to the
+ * Python line that started the thread: the creator's stack is interned here and the new thread
+ * uses it whenever its own walk is empty (capture.c). Python threads get the same until their
+ * first frame runs (their thread state is set up before that).
+ *
+ * The small start record is allocated with the real malloc under the guard (untracked) and freed
+ * by the new thread before it runs the program's start routine.
+ */
+#include <pthread.h>
+
+#include "capture.h"
+#include "hooks.h"
+#include "pyframes.h"
+
+#define MP_EXPORT __attribute__((visibility("default")))
+
+typedef struct start_s {
+    void *(*start)(void *);
+    void *arg;
+    const uint64_t *frames;
+    uint32_t n;
+} start_t;
+
+static void *
+trampoline(void *p) {
+    start_t s = *(start_t *)p;
+    mp_thread_t *t = &mp_thread;
+    t->guard++;
+    mp_real.free(p);
+    t->guard--;
+    t->inherit = s.frames;
+    t->inherit_n = s.n;
+    return s.start(s.arg);
+}
+
+MP_EXPORT int
+pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*start)(void *), void *arg) {
+    mp_interpose_resolve();
+    mp_thread_t *t = &mp_thread;
+    if (!mp_tracking(t) || !mp_pyenv.walk) return mp_real.pthread_create(th, attr, start, arg);
+    t->guard++;
+    const uint64_t *frames = NULL;
+    uint32_t n = 0;
+    if (!mp_capture_python_stack(&frames, &n) && t->inherit_n) {
+        frames = t->inherit; /* a native thread starting another: pass its inheritance on */
+        n = t->inherit_n;
+    }
+    start_t *s = n ? mp_real.malloc(sizeof *s) : NULL;
+    int rc;
+    if (s) {
+        *s = (start_t){start, arg, frames, n};
+        rc = mp_real.pthread_create(th, attr, trampoline, s);
+        if (rc != 0) mp_real.free(s);
+    } else {
+        rc = mp_real.pthread_create(th, attr, start, arg);
+    }
+    t->guard--;
+    return rc;
+}
