@@ -23,3 +23,14 @@ target_compile_definitions(test_config PRIVATE MP_DOCS_DIR="${PROJECT_SOURCE_DIR
 mp_unit_test(writer_sys TSAN SOURCES ${MP_PRELOAD_TESTABLE}
   ${PROJECT_SOURCE_DIR}/preload/writer.c ${PROJECT_SOURCE_DIR}/preload/modules.c
   ${PROJECT_SOURCE_DIR}/preload/pycode.c)
+
+# preload/pylayout.c's offsets against the headers of every CPython 3.8-3.13 on the machine.
+add_executable(print_pylayout ${CMAKE_CURRENT_SOURCE_DIR}/unit/print_pylayout.c
+  ${PROJECT_SOURCE_DIR}/preload/pylayout.c)
+target_include_directories(print_pylayout PRIVATE ${PROJECT_SOURCE_DIR}/preload)
+mp_warnings(print_pylayout)
+find_program(MP_PYTHON3 NAMES python3 REQUIRED)
+add_test(NAME unit.pylayout_headers
+  COMMAND ${MP_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/unit/check_pylayout.py
+          $<TARGET_FILE:print_pylayout> ${PROJECT_SOURCE_DIR}/tests/dev/pyoffsets.c ${CMAKE_C_COMPILER})
+set_tests_properties(unit.pylayout_headers PROPERTIES LABELS unit SKIP_RETURN_CODE 77)
