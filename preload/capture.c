@@ -212,6 +212,7 @@ mp_capture_python_stack(const uint64_t **frames, uint32_t *n) {
 void
 mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr, size_t size) {
     mp_rec_t rec;
+    if (MP_UNLIKELY(t->frees_only) && kind == MP_EV_ALLOC) return;
     if (MP_UNLIKELY(mp_load_relaxed(&mp_python_watch))) mp_python_recheck();
     mp_ring_t *r = ring_of(t);
     if (!r) return;

@@ -19,6 +19,7 @@ typedef struct mp_thread_s {
     int guard;       /* > 0 while inside a hook or memprof's own code: nested calls pass through */
     int status;      /* mp_thread_* */
     int resolving;   /* this thread is resolving the real allocator (bootstrap arena) */
+    int frees_only;  /* > 0: record frees but not allocations (memprof's own Python calls) */
     mp_ring_t *ring; /* owned ring (status == mp_thread_active) */
     /* Python stack inherited from the thread that created this one (thread_start.c): used
      * while this thread runs no Python code of its own. Points into the stack table. */

@@ -22,60 +22,24 @@
 /* execl* take a NULL-terminated variadic list; more arguments than this is E2BIG here. */
 #define ARGS_MAX 4096
 
-MP_EXPORT int
-execve(const char *path, char *const argv[], char *const envp[]) {
-    mp_interpose_resolve();
-    int restart = mp_lifecycle_exec();
-    int rc = mp_real.execve(path, argv, envp);
-    int e = errno;
-    if (restart) mp_lifecycle_exec_failed();
-    errno = e;
-    return rc;
-}
+/* One hook: finish the dump, exec, and if the exec returned (it failed) track again. errno is
+ * the exec's. */
+#define EXEC_HOOK(name, params, args)                                                              \
+    MP_EXPORT int name params {                                                                    \
+        mp_interpose_resolve();                                                                    \
+        int restart = mp_lifecycle_exec();                                                         \
+        int rc = mp_real.name args;                                                                \
+        int e = errno;                                                                             \
+        if (restart) mp_lifecycle_exec_failed();                                                   \
+        errno = e;                                                                                 \
+        return rc;                                                                                 \
+    }
 
-MP_EXPORT int
-execv(const char *path, char *const argv[]) {
-    mp_interpose_resolve();
-    int restart = mp_lifecycle_exec();
-    int rc = mp_real.execv(path, argv);
-    int e = errno;
-    if (restart) mp_lifecycle_exec_failed();
-    errno = e;
-    return rc;
-}
-
-MP_EXPORT int
-execvp(const char *file, char *const argv[]) {
-    mp_interpose_resolve();
-    int restart = mp_lifecycle_exec();
-    int rc = mp_real.execvp(file, argv);
-    int e = errno;
-    if (restart) mp_lifecycle_exec_failed();
-    errno = e;
-    return rc;
-}
-
-MP_EXPORT int
-execvpe(const char *file, char *const argv[], char *const envp[]) {
-    mp_interpose_resolve();
-    int restart = mp_lifecycle_exec();
-    int rc = mp_real.execvpe(file, argv, envp);
-    int e = errno;
-    if (restart) mp_lifecycle_exec_failed();
-    errno = e;
-    return rc;
-}
-
-MP_EXPORT int
-fexecve(int fd, char *const argv[], char *const envp[]) {
-    mp_interpose_resolve();
-    int restart = mp_lifecycle_exec();
-    int rc = mp_real.fexecve(fd, argv, envp);
-    int e = errno;
-    if (restart) mp_lifecycle_exec_failed();
-    errno = e;
-    return rc;
-}
+EXEC_HOOK(execve, (const char *path, char *const argv[], char *const envp[]), (path, argv, envp))
+EXEC_HOOK(execv, (const char *path, char *const argv[]), (path, argv))
+EXEC_HOOK(execvp, (const char *file, char *const argv[]), (file, argv))
+EXEC_HOOK(execvpe, (const char *file, char *const argv[], char *const envp[]), (file, argv, envp))
+EXEC_HOOK(fexecve, (int fd, char *const argv[], char *const envp[]), (fd, argv, envp))
 
 /* Collect a variadic argument list (arg0 first) into argv; envp: also read the pointer after
  * the terminating NULL (execle). Returns 0 or -1 (E2BIG). */

@@ -101,19 +101,23 @@ walk_frame_objects(const uint8_t *ts, uint64_t *raw, uint32_t max) {
     return n;
 }
 
+/* 3.11+: the innermost _PyInterpreterFrame of thread state ts (3.13: current_frame; 3.11, 3.12:
+ * cframe->current_frame), or NULL. */
+static const uint8_t *
+first_iframe(const uint8_t *ts) {
+    const mp_pylayout_t *L = mp_pyenv.layout;
+    if (L->ts_current_frame >= 0) return ldp(ts, L->ts_current_frame);
+    const uint8_t *cf = ldp(ts, L->ts_cframe);
+    return cf ? ldp(cf, L->cf_current_frame) : NULL;
+}
+
 /* 3.11+: _PyInterpreterFrames linked by `previous`; entry frames (3.11) or C-stack shim frames
  * (3.12+) mark where one C-level eval-loop call starts. */
 static uint32_t
 walk_interpreter_frames(const uint8_t *ts, uint64_t *raw, uint32_t max) {
     const mp_pylayout_t *L = mp_pyenv.layout;
     uint32_t n = 0;
-    const uint8_t *f;
-    if (L->ts_current_frame >= 0) {
-        f = ldp(ts, L->ts_current_frame);
-    } else {
-        const uint8_t *cf = ldp(ts, L->ts_cframe);
-        f = cf ? ldp(cf, L->cf_current_frame) : NULL;
-    }
+    const uint8_t *f = first_iframe(ts);
     for (unsigned steps = 0; f && steps < WALK_LIMIT; steps++, f = ldp(f, L->if_previous)) {
         uint8_t owner = f[L->if_owner];
         int entry = L->if_is_entry >= 0 && f[L->if_is_entry];
@@ -178,13 +182,7 @@ mp_pyframes_top_code(void) {
         const uint8_t *f = ldp(ts, L->ts_frame);
         return f ? ldp(f, L->f_code) : NULL;
     }
-    const uint8_t *f;
-    if (L->ts_current_frame >= 0) {
-        f = ldp(ts, L->ts_current_frame);
-    } else {
-        const uint8_t *cf = ldp(ts, L->ts_cframe);
-        f = cf ? ldp(cf, L->cf_current_frame) : NULL;
-    }
+    const uint8_t *f = first_iframe(ts);
     for (unsigned steps = 0; f && steps < WALK_LIMIT; steps++, f = ldp(f, L->if_previous)) {
         const uint8_t *co = ldp(f, L->if_code);
         if (L->minor >= 12 && f[L->if_owner] == mp_py_owned_by_cstack) continue;

@@ -234,8 +234,10 @@ pending(void *arg) {
     mp_thread_t *t = &mp_thread;
     unsigned hooks = info.hooks;
     const char *alloc = NULL;
-    /* Our own calls below allocate through the hooks: keep them out of the profile. */
-    t->guard++;
+    /* The self-test and the atexit registration run interpreter code: what they allocate is
+     * memprof's, not the program's, so allocations are not recorded; frees still are (a free
+     * missed here would leave a block of the program live forever: a phantom leak). */
+    t->frees_only++;
     if (mp_pyenv.walk && !self_test()) {
         mp_store_release(&mp_pyenv.walk, 0);
         hooks &= ~(unsigned)mp_pyhook_stacks;
@@ -243,14 +245,16 @@ pending(void *arg) {
                    "still recorded)");
     }
     pymem_allocator_t cur;
+    t->guard++; /* no interpreter code runs here */
     api.get_allocator(2, &cur);
     if (!is_ours(&cur)) {
         hooks |= install() | mp_pyhook_reinstalled;
         if (!getenv("PYTHONMALLOC")) alloc = "debug (-X dev)";
     }
+    t->guard--;
     mp_store_relaxed(&mp_python_watch, 0);
     register_main_end();
-    t->guard--;
+    t->frees_only--;
     set_info(hooks, alloc);
     mp_store_release(&pending_state, 2);
     return 0;

@@ -12,6 +12,7 @@
 #include <linux/futex.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,6 +47,16 @@ int (*mp_sys_write_all)(int fd, const void *buf, size_t n) = mp_sys_write_all_re
 int
 mp_sys_open(const char *path, int flags, int mode) {
     return (int)sys(SYS_openat, AT_FDCWD, (long)path, flags | O_CLOEXEC, mode, 0, 0);
+}
+
+int
+mp_sys_file_id(int fd, uint64_t *dev, uint64_t *ino) {
+    struct stat st;
+    long r = sys(SYS_fstat, fd, (long)&st, 0, 0, 0, 0);
+    if (r < 0) return (int)r;
+    *dev = (uint64_t)st.st_dev;
+    *ino = (uint64_t)st.st_ino;
+    return 0;
 }
 
 int

@@ -19,6 +19,8 @@ int mp_sys_write_all_real(int fd, const void *buf, size_t n);
 
 int mp_sys_open(const char *path, int flags, int mode); /* fd or -errno */
 int mp_sys_close(int fd);
+/* Identity of the file open at fd (st_dev, st_ino): 0, or -errno (a closed fd: -EBADF). */
+int mp_sys_file_id(int fd, uint64_t *dev, uint64_t *ino);
 int mp_sys_rename(const char *from, const char *to);          /* 0 or -errno */
 int mp_sys_exists(const char *path);                          /* 1 if path names an existing file */
 ssize_t mp_sys_pread(int fd, void *buf, size_t n, off_t off); /* bytes or -errno */

@@ -43,6 +43,7 @@ static struct {
     int new_stacks;      /* stacks emitted since the last module refresh */
     int failed;          /* a write failed: stop writing */
     int statm_fd;
+    uint64_t dev, ino; /* identity of the dump file, to notice a descriptor the program closed */
     /* Totals for the trailer. */
     uint64_t events, allocs, frees, alloc_bytes;
     /* Control. */
@@ -56,6 +57,23 @@ static struct {
 
 /* ---- chunk buffer ------------------------------------------------------------------------ */
 
+/* Is W.o.fd still our dump? A program may close every descriptor (a fork child before exec,
+ * a daemon) and reuse the number for a file of its own: never write there. Reopen the dump by
+ * name instead (O_APPEND: chunks go at its end, as before). 0, or -1 if it cannot be found. */
+static int
+ensure_fd(void) {
+    uint64_t dev, ino;
+    if (mp_sys_file_id(W.o.fd, &dev, &ino) == 0 && dev == W.dev && ino == W.ino) return 0;
+    int fd = mp_sys_open(W.o.path, O_WRONLY | O_APPEND, 0);
+    if (fd < 0) return -1;
+    if (mp_sys_file_id(fd, &dev, &ino) != 0 || dev != W.dev || ino != W.ino) {
+        mp_sys_close(fd);
+        return -1;
+    }
+    W.o.fd = fd; /* the old number is not ours any more: it is never closed by us */
+    return 0;
+}
+
 static void
 flush(void) {
     if (W.failed) {
@@ -65,7 +83,9 @@ flush(void) {
     if (W.len == 0) return;
     uint8_t *payload = W.chunk + MP_CHUNK_HEADER_SIZE;
     mp_chunk_header_encode((uint32_t)W.len, mp_crc32c(0, payload, W.len), W.chunk);
-    int r = mp_sys_write_all(W.o.fd, W.chunk, MP_CHUNK_HEADER_SIZE + W.len);
+    int r = ensure_fd();
+    if (r != 0) W.o.fd = -1; /* not ours: never write to it nor close it */
+    if (r == 0) r = mp_sys_write_all(W.o.fd, W.chunk, MP_CHUNK_HEADER_SIZE + W.len);
     W.len = 0;
     W.last_flush_ns = mp_sys_mono_ns();
     if (r != 0) {
@@ -356,7 +376,7 @@ writer_main(void *arg) {
     emit_sample(mp_sys_mono_ns());
     emit_trailer();
     flush();
-    mp_sys_close(W.o.fd);
+    if (W.o.fd >= 0) mp_sys_close(W.o.fd);
     if (W.statm_fd >= 0) mp_sys_close(W.statm_fd);
     mp_store_release(&W.done, 1);
     mp_sys_futex_wake(&W.done, 1 << 30);
@@ -386,6 +406,7 @@ mp_writer_start(const mp_writer_opts_t *opts) {
     mp_modules_reset();
     W.statm_fd = mp_sys_open("/proc/self/statm", O_RDONLY, 0);
 
+    if (mp_sys_file_id(W.o.fd, &W.dev, &W.ino) != 0) return -1;
     uint8_t hdr[MP_FMT_HEADER_SIZE];
     mp_fmt_header_encode(&W.o.header, hdr);
     if (mp_sys_write_all(W.o.fd, hdr, sizeof hdr) != 0) return -1;
