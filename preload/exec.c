@@ -42,13 +42,17 @@ EXEC_HOOK(execvpe, (const char *file, char *const argv[], char *const envp[]), (
 EXEC_HOOK(fexecve, (int fd, char *const argv[], char *const envp[]), (fd, argv, envp))
 
 /* Collect a variadic argument list (arg0 first) into argv; envp: also read the pointer after
- * the terminating NULL (execle). Returns 0 or -1 (E2BIG). */
+ * the terminating NULL (execle). Returns 0, or -1 with errno E2BIG. */
 static int
 collect(char **argv, const char *arg0, va_list ap, char *const **envp) {
     size_t n = 0;
     argv[n++] = (char *)arg0;
-    while (arg0 && (argv[n] = va_arg(ap, char *)) != NULL)
-        if (++n == ARGS_MAX) return -1;
+    while (arg0 && (argv[n] = va_arg(ap, char *)) != NULL) {
+        if (++n == ARGS_MAX) {
+            errno = E2BIG;
+            return -1;
+        }
+    }
     if (!arg0) argv[0] = NULL;
     if (envp) *envp = va_arg(ap, char *const *);
     return 0;
@@ -59,13 +63,9 @@ execl(const char *path, const char *arg, ...) {
     char *argv[ARGS_MAX];
     va_list ap;
     va_start(ap, arg);
-    int ok = collect(argv, arg, ap, NULL);
+    int rc = collect(argv, arg, ap, NULL);
     va_end(ap);
-    if (ok != 0) {
-        errno = E2BIG;
-        return -1;
-    }
-    return execv(path, argv);
+    return rc == 0 ? execv(path, argv) : -1;
 }
 
 MP_EXPORT int
@@ -73,13 +73,9 @@ execlp(const char *file, const char *arg, ...) {
     char *argv[ARGS_MAX];
     va_list ap;
     va_start(ap, arg);
-    int ok = collect(argv, arg, ap, NULL);
+    int rc = collect(argv, arg, ap, NULL);
     va_end(ap);
-    if (ok != 0) {
-        errno = E2BIG;
-        return -1;
-    }
-    return execvp(file, argv);
+    return rc == 0 ? execvp(file, argv) : -1;
 }
 
 MP_EXPORT int
@@ -88,11 +84,7 @@ execle(const char *path, const char *arg, ...) {
     char *const *envp;
     va_list ap;
     va_start(ap, arg);
-    int ok = collect(argv, arg, ap, &envp);
+    int rc = collect(argv, arg, ap, &envp);
     va_end(ap);
-    if (ok != 0) {
-        errno = E2BIG;
-        return -1;
-    }
-    return execve(path, argv, envp);
+    return rc == 0 ? execve(path, argv, envp) : -1;
 }

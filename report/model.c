@@ -15,23 +15,7 @@
 #include "per_line.h"
 #include "pylines.h"
 #include "u64map.h"
-
-/* ---- small growable arrays ------------------------------------------------------------------ */
-
-/* Ensure room for one more element in *arr (elem bytes each). Returns 0 or -1. */
-static int
-grow(void **arr, size_t *cap, size_t len, size_t elem) {
-    if (len < *cap) return 0;
-    size_t ncap = *cap ? *cap * 2 : 16;
-    if (ncap > SIZE_MAX / elem) return -1;
-    void *n = realloc(*arr, ncap * elem);
-    if (!n) return -1;
-    *arr = n;
-    *cap = ncap;
-    return 0;
-}
-
-#define PUSH(arr, len, cap) (grow((void **)&(arr), &(cap), (len), sizeof *(arr)) == 0)
+#include "vec.h"
 
 /* ---- the live-block table (open addressing, backward-shift deletion) ------------------------ */
 

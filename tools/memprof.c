@@ -224,6 +224,34 @@ print_report(const char *file, mp_model_opts_t mo, mp_text_opts_t to) {
     return 0;
 }
 
+/* What every dump command accepts besides its options: the DUMP (once), "--" (what follows is
+ * a file name even if it starts with '-') and -h/--help. Returns 1 if argv[i] was one of those
+ * (consumed), 0 if not, 2 after printing usage (the command then exits 0), -1 after a usage
+ * error. */
+static int
+dump_arg(args_t *a, const char **dump, bool *only_files, const char *usage) {
+    const char *arg = a->argv[a->i];
+    if (*only_files || arg[0] != '-' || strcmp(arg, "-") == 0) {
+        if (*dump) {
+            usage_error(a->cmd, "unexpected argument '%s'", arg);
+            return -1;
+        }
+        *dump = arg;
+        a->i++;
+        return 1;
+    }
+    if (strcmp(arg, "--") == 0) {
+        *only_files = true;
+        a->i++;
+        return 1;
+    }
+    if (is_flag(arg, "-h", "--help")) {
+        fputs(usage, stdout);
+        return 2;
+    }
+    return 0;
+}
+
 static int
 cmd_report(args_t *a) {
     mp_model_opts_t mo = {.at = mp_at_default};
@@ -233,16 +261,8 @@ cmd_report(args_t *a) {
     int rc;
     while (a->i < a->argc) {
         const char *arg = a->argv[a->i];
-        if (only_files || arg[0] != '-' || strcmp(arg, "-") == 0) {
-            if (dump) return usage_error(a->cmd, "unexpected argument '%s'", arg);
-            dump = arg;
-            a->i++;
-        } else if (strcmp(arg, "--") == 0) {
-            only_files = true;
-            a->i++;
-        } else if (is_flag(arg, "-h", "--help")) {
-            fputs(usage_report, stdout);
-            return 0;
+        if ((rc = dump_arg(a, &dump, &only_files, usage_report)) != 0) {
+            if (rc != 1) return rc < 0 ? EXIT_USAGE : 0;
         } else if (is_flag(arg, "--summary", NULL)) {
             to.summary = true;
             a->i++;
@@ -292,16 +312,8 @@ cmd_json(args_t *a) {
     int rc;
     while (a->i < a->argc) {
         const char *arg = a->argv[a->i];
-        if (only_files || arg[0] != '-' || strcmp(arg, "-") == 0) {
-            if (dump) return usage_error(a->cmd, "unexpected argument '%s'", arg);
-            dump = arg;
-            a->i++;
-        } else if (strcmp(arg, "--") == 0) {
-            only_files = true;
-            a->i++;
-        } else if (is_flag(arg, "-h", "--help")) {
-            fputs(usage_json, stdout);
-            return 0;
+        if ((rc = dump_arg(a, &dump, &only_files, usage_json)) != 0) {
+            if (rc != 1) return rc < 0 ? EXIT_USAGE : 0;
         } else if ((rc = flag_value(a, "--output", "-o", &v)) != 0) {
             if (rc < 0) return EXIT_USAGE;
             out = v;
