@@ -14,5 +14,7 @@
 
 #define MP_LIKELY(x) __builtin_expect(!!(x), 1)
 #define MP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define MP_NOINLINE __attribute__((noinline))
+#define MP_ALWAYS_INLINE inline __attribute__((always_inline))
 
 #endif

@@ -11,13 +11,14 @@
 #include "unwind.h"
 #include "config.h"
 #include "python.h"
+#include "pycode.h"
 #include "pyframes.h"
 
 __thread mp_thread_t mp_thread __attribute__((tls_model("initial-exec")));
 
 int mp_state;
 int mp_abandon;
-uint64_t mp_seq;
+mp_seq_line_t mp_seq_line;
 int mp_native;
 int mp_depth = 64;
 uint64_t mp_stacks_dropped;
@@ -59,6 +60,7 @@ take_ring(mp_thread_t *t) {
         mp_ring_release(r);
         return NULL;
     }
+    t->self = (uintptr_t)pthread_self();
     if (t->status == mp_thread_new) {
         t->ring = r;
         t->status = mp_thread_active;
@@ -80,61 +82,149 @@ push(mp_thread_t *t, mp_ring_t *r, const mp_rec_t *rec) {
     if (MP_UNLIKELY(t->status == mp_thread_exited)) mp_ring_release(r);
 }
 
-/* Per-thread memo of recent Python walks: equal raw walks give equal stacks (pyframes.h), so
- * a hit skips the code lookups and the interning. Events very often repeat one of a few recent
- * stacks (a loop body), hence a small direct-mapped set keyed by the innermost frame. It lives
- * in the ring's scratch mapping: rings are owned by one thread at a time and the memo's content
- * (code object -> stack id) is valid process-wide, so it survives a change of owner. */
-#define MEMO_WAYS 64u
-typedef struct pymemo_s {
-    uint32_t n;  /* raw frames; 0 = empty */
-    uint32_t nf; /* resolved frames */
-    uint32_t id; /* interned Python-only stack */
-    uint64_t raw[2 * MP_PY_DEPTH];
-    uint64_t frames[MP_PY_DEPTH];
-    uint8_t ends[MP_PY_DEPTH];
-} pymemo_t;
+/* Per-thread memo of recent Python stacks. Every event reads the stack's key and its hash
+ * (pyframes.h: two words per frame, nothing from code objects); a key seen before with no code
+ * object freed since (mp_pycode_gen) gives the stack interned then, skipping the validated
+ * walk, the code lookups and the interning. Events very often repeat one of a few recent stacks
+ * (a loop body): a small 2-way set-associative cache indexed by the hash. A way holds what a hit
+ * reads in two cache lines (header and the key's first frames); the rest of a deep key, and the
+ * frames (for splicing), are in per-way storage.
+ *
+ * The budget is tight: a Python allocation costs the interpreter some 400 instructions, and a
+ * 1.3x overhead leaves about 120 for everything memprof does on the thread (scripts/bench).
+ * The hit path is therefore inlined into mp_capture_event; misses go out of line.
+ *
+ * The memo lives in the ring's scratch mapping: rings are owned by one thread at a time and the
+ * memo's content (code addresses -> stack id) is valid process-wide, so it survives a change of
+ * owner. */
+#define MEMO_SETS 64u
+#define KEY_MAX 128u  /* deeper chains are walked every time */
+#define KEY_INLINE 6u /* frames of the key kept in the way itself */
+typedef struct memo_way_s {
+    _Alignas(64) uint64_t h;      /* hash of the key */
+    uint32_t n;                   /* key frames; 0 = empty */
+    uint32_t gen;                 /* mp_pycode_gen when filled */
+    uint32_t id;                  /* interned Python-only stack */
+    uint16_t nf;                  /* resolved frames */
+    uint16_t store;               /* index into the storage arrays */
+    uint64_t key[2 * KEY_INLINE]; /* the key's first frames; the rest in deep[store] */
+} memo_way_t;                     /* two cache lines */
 
-static pymemo_t *
-memo_slot(mp_ring_t *r, const uint64_t *raw, uint32_t n) {
-    if (MP_UNLIKELY(!r->scratch)) {
-        r->scratch = mp_sys_map(MEMO_WAYS * sizeof(pymemo_t));
-        if (!r->scratch) return NULL;
+/* The scratch mapping. key is the current event's (off the thread's stack, which may be small;
+ * a thread never re-enters capture: its guard, capture.h). */
+typedef struct memo_area_s {
+    memo_way_t way[MEMO_SETS][2]; /* [0] filled more recently */
+    uint64_t key[2 * KEY_MAX];
+    uint64_t deep[2 * MEMO_SETS][2 * (KEY_MAX - KEY_INLINE)];
+    uint64_t frames[2 * MEMO_SETS][MP_PY_DEPTH];
+    uint8_t ends[2 * MEMO_SETS][MP_PY_DEPTH];
+} memo_area_t;
+
+/* A resolved Python stack, valid until the thread's next event. */
+typedef struct pystack_s {
+    uint32_t id, nf;
+    const uint64_t *frames;
+    const uint8_t *ends;
+} pystack_t;
+
+static MP_NOINLINE memo_area_t *
+memo_map(mp_ring_t *r) {
+    memo_area_t *a = mp_sys_map(sizeof(memo_area_t));
+    if (!a) return NULL;
+    for (uint32_t i = 0; i < MEMO_SETS; i++) {
+        a->way[i][0].store = (uint16_t)(2 * i);
+        a->way[i][1].store = (uint16_t)(2 * i + 1);
     }
-    uint64_t h = (raw[0] >> 4) ^ (raw[1] * 0x9e3779b97f4a7c15ull) ^ n;
-    h ^= h >> 29;
-    return (pymemo_t *)r->scratch + (h & (MEMO_WAYS - 1));
+    r->scratch = a;
+    return a;
 }
 
 static inline int
-same_raw(const uint64_t *a, const uint64_t *b, uint32_t n) {
-    for (uint32_t i = 0; i < 2 * n; i++)
-        if (a[i] != b[i]) return 0;
-    return 1;
+way_matches(const memo_area_t *a, const memo_way_t *e, const uint64_t *key, uint64_t h, uint32_t n,
+            uint32_t gen) {
+    if (e->h != h || e->n != n || e->gen != gen) return 0;
+    if (MP_LIKELY(n <= KEY_INLINE)) {
+        for (uint32_t i = 0; i < 2 * n; i++)
+            if (key[i] != e->key[i]) return 0;
+        return 1;
+    }
+    for (uint32_t i = 0; i < 2 * KEY_INLINE; i++)
+        if (key[i] != e->key[i]) return 0;
+    return memcmp(key + 2 * KEY_INLINE, a->deep[e->store], (size_t)(n - KEY_INLINE) * 16) == 0;
 }
 
-/* The calling thread's Python frames, resolved, in a memo slot of ring r (owned by the caller);
- * NULL when it runs no Python. */
-static const pymemo_t *
-python_frames(mp_ring_t *r) {
-    uint64_t raw[2 * MP_PY_DEPTH];
-    uint32_t n = mp_pyframes_walk_raw(raw, MP_PY_DEPTH);
-    if (n == 0) return NULL;
-    pymemo_t *m = memo_slot(r, raw, n);
-    if (!m) return NULL;
-    if (n == m->n && same_raw(raw, m->raw, n)) return m;
+/* Miss: the validated walk of ts's stack, resolved and interned into the older way of set,
+ * which becomes the newer. Returns it, or NULL (no Python frame, or the stack table is full). */
+static MP_NOINLINE const memo_way_t *
+memo_fill(memo_area_t *a, memo_way_t *set, const uint8_t *ts, uint32_t nk, uint64_t h,
+          uint32_t gen) {
     if (MP_UNLIKELY(!mp_load_relaxed(&mp_python_running))) {
         mp_store_relaxed(&mp_python_running, 1);
         if (mp_ring_kick) mp_ring_kick(); /* the writer schedules the pending call */
     }
+    memo_way_t *m = &set[0];
+    uint16_t store = set[1].store;
+    set[1] = set[0];
+    m->store = store;
     m->n = 0;
-    m->nf = mp_pyframes_resolve(raw, n, m->frames, m->ends);
+    uint64_t raw[2 * MP_PY_DEPTH];
+    uint32_t n = mp_pyframes_walk_raw(ts, raw, MP_PY_DEPTH);
+    if (n == 0) return NULL;
+    m->nf = (uint16_t)mp_pyframes_resolve(raw, n, a->frames[store], a->ends[store]);
     if (m->nf == 0) return NULL;
-    m->id = mp_stacks_intern(m->frames, m->nf);
-    if (m->id == 0) return NULL;
-    memcpy(m->raw, raw, (size_t)n * 16);
-    m->n = n;
+    m->id = mp_stacks_intern(a->frames[store], m->nf);
+    if (m->id == 0) {
+        mp_fetch_add_relaxed(&mp_stacks_dropped, 1);
+        return NULL;
+    }
+    if (nk <= KEY_MAX) {
+        const uint64_t *key = a->key;
+        uint32_t in = nk < KEY_INLINE ? nk : KEY_INLINE;
+        memcpy(m->key, key, (size_t)in * 16);
+        memcpy(a->deep[store], key + 2 * in, (size_t)(nk - in) * 16);
+        m->h = h;
+        m->gen = gen;
+        m->n = nk;
+    }
     return m;
+}
+
+/* The calling thread's Python stack: its memo way, or NULL when it runs no Python (or the
+ * stack cannot be interned). r is the calling thread's ring. */
+static MP_ALWAYS_INLINE const memo_way_t *
+python_stack(const mp_thread_t *t, mp_ring_t *r, const memo_area_t **area) {
+    const uint8_t *ts = mp_pyframes_tstate_of(t->self);
+    if (!ts) return NULL;
+    memo_area_t *a = r->scratch;
+    if (MP_UNLIKELY(!a) && !(a = memo_map(r))) return NULL;
+    *area = a;
+    uint64_t h = 0; /* stays 0 for a chain deeper than KEY_MAX */
+    uint32_t nk = mp_pyframes_key(ts, a->key, KEY_MAX, mp_native, &h);
+    if (nk == 0) return NULL;
+    uint32_t gen = mp_load_relaxed(&mp_pycode_gen);
+    memo_way_t *set = a->way[h >> 58]; /* the product's top bits are its best mixed */
+    if (MP_LIKELY(nk <= KEY_MAX)) {
+        if (MP_LIKELY(way_matches(a, &set[0], a->key, h, nk, gen))) return &set[0];
+        if (way_matches(a, &set[1], a->key, h, nk, gen)) return &set[1];
+    }
+    return memo_fill(a, set, ts, nk, h, gen);
+}
+
+static inline void
+view(const memo_area_t *a, const memo_way_t *e, pystack_t *out) {
+    out->id = e->id;
+    out->nf = e->nf;
+    out->frames = a->frames[e->store];
+    out->ends = a->ends[e->store];
+}
+
+static int
+python_frames(const mp_thread_t *t, mp_ring_t *r, pystack_t *out) {
+    const memo_area_t *a = NULL;
+    const memo_way_t *e = python_stack(t, r, &a);
+    if (!e) return 0;
+    view(a, e, out);
+    return 1;
 }
 
 static inline int
@@ -142,22 +232,23 @@ in_eval_loop(uint64_t pc) {
     return pc - 1 >= mp_pyenv.eval_lo && pc - 1 < mp_pyenv.eval_hi;
 }
 
-/* The stack of one event: Python frames (if CPython is walked), native frames (MEMPROF_NATIVE,
+/* The stack of one event when it is not simply the Python stack: native frames (MEMPROF_NATIVE,
  * allocations only: they are what leak and peak reports attribute, and unwinding every free
- * would double the cost), or both spliced at the eval-loop frames (FORMAT.md 5.4). */
-static uint32_t
-event_stack(mp_thread_t *t, mp_ring_t *r, unsigned kind) {
+ * would double the cost), Python frames spliced into them at the eval-loop frames (FORMAT.md
+ * 5.4), or the Python stack a native thread inherited. */
+static MP_NOINLINE uint32_t
+event_stack_slow(mp_thread_t *t, mp_ring_t *r, unsigned kind) {
     const uint64_t *pyf = NULL;
     const uint8_t *ends = NULL;
     uint8_t no_ends[MP_PY_DEPTH];
     uint32_t np = 0, pyid = 0;
     if (mp_load_relaxed(&mp_pyenv.walk)) {
-        const pymemo_t *m = python_frames(r);
-        if (m) {
-            pyf = m->frames;
-            ends = m->ends;
-            np = m->nf;
-            pyid = m->id;
+        pystack_t m;
+        if (python_frames(t, r, &m)) {
+            pyf = m.frames;
+            ends = m.ends;
+            np = m.nf;
+            pyid = m.id;
         } else if (t->inherit_n) {
             pyf = t->inherit;
             np = t->inherit_n;
@@ -189,10 +280,22 @@ event_stack(mp_thread_t *t, mp_ring_t *r, unsigned kind) {
         id = mp_stacks_intern(frames, n);
     } else {
         if (np == 0) return 0;
-        id = pyid ? pyid : mp_stacks_intern(pyf, np);
+        if (pyid) return pyid;
+        id = mp_stacks_intern(pyf, np);
     }
     if (id == 0) mp_fetch_add_relaxed(&mp_stacks_dropped, 1);
     return id;
+}
+
+/* The stack of one event: with Python stacks only (the common case) the memo's, inline. */
+static MP_ALWAYS_INLINE uint32_t
+event_stack(mp_thread_t *t, mp_ring_t *r, unsigned kind) {
+    if (MP_LIKELY(!mp_native) && MP_LIKELY(t->inherit_n == 0)) {
+        const memo_area_t *a;
+        const memo_way_t *e = python_stack(t, r, &a);
+        return e ? e->id : 0;
+    }
+    return event_stack_slow(t, r, kind);
 }
 
 uint32_t
@@ -201,31 +304,42 @@ mp_capture_python_stack(const uint64_t **frames, uint32_t *n) {
     if (!mp_load_relaxed(&mp_pyenv.walk)) return 0;
     mp_thread_t *t = &mp_thread;
     if (t->status != mp_thread_active) return 0;
-    const pymemo_t *m = python_frames(t->ring);
-    if (!m) return 0;
+    pystack_t m;
+    if (!python_frames(t, t->ring, &m)) return 0;
     /* The memo changes with the next event: hand out the stack table's own copy. */
-    uint32_t id = mp_stacks_intern_ref(m->frames, m->nf, frames);
-    if (id) *n = m->nf;
+    uint32_t id = mp_stacks_intern_ref(m.frames, m.nf, frames);
+    if (id) *n = m.nf;
     return id;
 }
 
 void
 mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr, size_t size) {
-    mp_rec_t rec;
     if (MP_UNLIKELY(t->frees_only) && kind == MP_EV_ALLOC) return;
     if (MP_UNLIKELY(mp_load_relaxed(&mp_python_watch))) mp_python_recheck();
     mp_ring_t *r = ring_of(t);
     if (!r) return;
-    rec.stack = (mp_native || mp_pyenv.walk) ? event_stack(t, r, kind) : 0;
-    /* Relaxed is enough: the order that matters is between the RMWs on this one counter,
-     * and coherence orders them consistently with happens-before (FORMAT.md 6). */
-    rec.seq = mp_fetch_add_relaxed(&mp_seq, 1);
-    rec.ptr = (uint64_t)(uintptr_t)ptr;
-    rec.size = size;
-    rec.type = mp_rec_event;
-    rec.head = MP_EV_HEAD(kind, allocator);
-    rec.unused = 0;
-    push(t, r, &rec);
+    uint32_t stack = 0;
+    if (mp_load_relaxed(&mp_pyenv.walk)) {
+        stack = event_stack(t, r, kind);
+    } else if (mp_native) {
+        stack = event_stack_slow(t, r, kind);
+    }
+    /* Written in place: nothing else pushes into this ring meanwhile (one owner, and the guard
+     * keeps this thread from re-entering). */
+    mp_rec_t *rec = mp_ring_reserve(r, &mp_abandon);
+    if (rec) {
+        /* Relaxed is enough: the order that matters is between the RMWs on this one counter,
+         * and coherence orders them consistently with happens-before (FORMAT.md 6). */
+        rec->seq = mp_fetch_add_relaxed(&mp_seq, 1);
+        rec->ptr = (uint64_t)(uintptr_t)ptr;
+        rec->size = size;
+        rec->stack = stack;
+        rec->type = mp_rec_event;
+        rec->head = MP_EV_HEAD(kind, allocator);
+        rec->unused = 0;
+        mp_ring_publish(r);
+    }
+    if (MP_UNLIKELY(t->status == mp_thread_exited)) mp_ring_release(r);
 }
 
 void

@@ -21,6 +21,7 @@ typedef struct mp_thread_s {
     int resolving;   /* this thread is resolving the real allocator (bootstrap arena) */
     int frees_only;  /* > 0: record frees but not allocations (memprof's own Python calls) */
     mp_ring_t *ring; /* owned ring (status == mp_thread_active) */
+    uintptr_t self;  /* pthread_self(), set with ring */
     /* Python stack inherited from the thread that created this one (thread_start.c): used
      * while this thread runs no Python code of its own. Points into the stack table. */
     const uint64_t *inherit;
@@ -33,9 +34,15 @@ extern __thread mp_thread_t mp_thread __attribute__((tls_model("initial-exec")))
 
 /* Global tracking state. */
 enum { mp_state_off = 0, mp_state_running = 1, mp_state_stopping = 2, mp_state_disabled = 3 };
-extern int mp_state;               /* hooks record only while mp_state_running */
-extern int mp_abandon;             /* nonzero: producers stop waiting for ring space */
-extern uint64_t mp_seq;            /* the process-wide sequence counter (FORMAT.md 6) */
+extern int mp_state;   /* hooks record only while mp_state_running */
+extern int mp_abandon; /* nonzero: producers stop waiting for ring space */
+/* The process-wide sequence counter (FORMAT.md 6), alone on its cache line: every producer
+ * thread updates it, and a flag read on every event next to it would miss each time. */
+typedef struct mp_seq_line_s {
+    _Alignas(64) uint64_t value;
+} mp_seq_line_t;
+extern mp_seq_line_t mp_seq_line;
+#define mp_seq (mp_seq_line.value)
 extern int mp_native;              /* capture native stacks */
 extern int mp_depth;               /* max native frames */
 extern uint64_t mp_stacks_dropped; /* events whose stack could not be interned */

@@ -45,6 +45,7 @@ static uint32_t next_id = 1;
 static const mp_pylayout_t *L;
 static const void *bytes_type, *unicode_type;
 uint64_t mp_pycode_dropped;
+uint32_t mp_pycode_gen;
 
 int
 mp_pycode_init(size_t nslots, size_t arena_bytes) {

@@ -35,5 +35,8 @@ size_t mp_pycode_fork_barrier(void);
 void mp_pycode_each_published(size_t below, void (*fn)(void *ctx, const uint8_t *body, size_t len),
                               void *ctx);
 extern uint64_t mp_pycode_dropped; /* code objects that could not be registered */
+/* Bumped (relaxed) before a code object's memory is freed (python.c's OBJ free hook). A memo of
+ * walks keyed by code addresses (capture.c) is valid while this is unchanged. */
+extern uint32_t mp_pycode_gen;
 
 #endif

@@ -12,20 +12,6 @@ mp_pyenv_t mp_pyenv;
 /* A corrupt or cyclic chain ends the walk after this many frames, skipped ones included. */
 #define WALK_LIMIT 4096u
 
-static inline const uint8_t *
-ldp(const uint8_t *p, int off) {
-    const uint8_t *v;
-    memcpy(&v, p + off, sizeof v);
-    return v;
-}
-
-static inline int32_t
-ld32(const uint8_t *p, int off) {
-    int32_t v;
-    memcpy(&v, p + off, 4);
-    return v;
-}
-
 static inline int64_t
 refcnt(const uint8_t *o) {
     int64_t v;
@@ -35,36 +21,7 @@ refcnt(const uint8_t *o) {
 
 static inline int
 is_code(const uint8_t *co) {
-    return co && ldp(co, 8) == (const uint8_t *)mp_pyenv.code_type;
-}
-
-const uint8_t *
-mp_pyframes_tstate(void) {
-    const mp_pylayout_t *L = mp_pyenv.layout;
-    const uint8_t *rt = mp_pyenv.runtime;
-    /* Finalization frees other threads' states (daemon threads): checked first, python-frames.md
-     * 9.1; the residual check-then-use race is 9.2. */
-    const uint8_t *fin =
-        __atomic_load_n((const uint8_t *const *)(rt + L->rt_finalizing), __ATOMIC_ACQUIRE);
-    const uint8_t *t = NULL;
-    if (L->rt_tstate_current >= 0) {
-        /* <= 3.11: this is the thread holding the GIL, which is not necessarily us. */
-        t = __atomic_load_n((const uint8_t *const *)(rt + L->rt_tstate_current), __ATOMIC_RELAXED);
-        unsigned long tid;
-        if (t) {
-            memcpy(&tid, t + L->ts_thread_id, sizeof tid);
-            if (tid != (unsigned long)pthread_self()) t = NULL;
-        }
-    }
-    if (!t && ld32(rt, L->rt_tss_key) != 0) {
-        /* The gilstate TSS maps this OS thread to its state, GIL held or not. glibc's
-         * pthread_getspecific only reads the thread descriptor: no lock, no allocation. */
-        pthread_key_t key;
-        memcpy(&key, rt + L->rt_tss_key + 4, sizeof key);
-        t = pthread_getspecific(key);
-    }
-    if (t && fin && t != fin) return NULL;
-    return t;
+    return co && mp_py_ldp(co, 8) == (const uint8_t *)mp_pyenv.code_type;
 }
 
 /* Raw frames: two words each, the code object's address and (uint32)addr | end << 32, where end
@@ -83,42 +40,32 @@ raw_set_end(uint64_t *raw, uint32_t i) {
 /* 3.8 - 3.10: a chain of PyFrameObjects, one eval-loop call each. */
 static uint32_t
 walk_frame_objects(const uint8_t *ts, uint64_t *raw, uint32_t max) {
-    const mp_pylayout_t *L = mp_pyenv.layout;
+    const mp_pylayout_t *L = &mp_pyenv.L;
     uint32_t n = 0;
-    const uint8_t *f = ldp(ts, L->ts_frame);
-    for (unsigned steps = 0; f && steps < WALK_LIMIT; steps++, f = ldp(f, L->f_back)) {
+    const uint8_t *f = mp_py_ldp(ts, L->ts_frame);
+    for (unsigned steps = 0; f && steps < WALK_LIMIT; steps++, f = mp_py_ldp(f, L->f_back)) {
         if (refcnt(f) <= 0) break; /* a frame being destroyed */
-        const uint8_t *co = ldp(f, L->f_code);
+        const uint8_t *co = mp_py_ldp(f, L->f_code);
         if (!is_code(co)) continue;
         if (n + 1 == max) {
             raw_put(raw, n++, NULL, 0, 1);
             break;
         }
-        int32_t lasti = ld32(f, L->f_lasti);
+        int32_t lasti = mp_py_ld32(f, L->f_lasti);
         int32_t addr = L->minor >= 10 ? (lasti < 0 ? -1 : lasti * 2) : lasti;
         raw_put(raw, n++, co, addr, 1);
     }
     return n;
 }
 
-/* 3.11+: the innermost _PyInterpreterFrame of thread state ts (3.13: current_frame; 3.11, 3.12:
- * cframe->current_frame), or NULL. */
-static const uint8_t *
-first_iframe(const uint8_t *ts) {
-    const mp_pylayout_t *L = mp_pyenv.layout;
-    if (L->ts_current_frame >= 0) return ldp(ts, L->ts_current_frame);
-    const uint8_t *cf = ldp(ts, L->ts_cframe);
-    return cf ? ldp(cf, L->cf_current_frame) : NULL;
-}
-
 /* 3.11+: _PyInterpreterFrames linked by `previous`; entry frames (3.11) or C-stack shim frames
  * (3.12+) mark where one C-level eval-loop call starts. */
 static uint32_t
 walk_interpreter_frames(const uint8_t *ts, uint64_t *raw, uint32_t max) {
-    const mp_pylayout_t *L = mp_pyenv.layout;
+    const mp_pylayout_t *L = &mp_pyenv.L;
     uint32_t n = 0;
-    const uint8_t *f = first_iframe(ts);
-    for (unsigned steps = 0; f && steps < WALK_LIMIT; steps++, f = ldp(f, L->if_previous)) {
+    const uint8_t *f = mp_pyframes_first_iframe(ts);
+    for (unsigned steps = 0; f && steps < WALK_LIMIT; steps++, f = mp_py_ldp(f, L->if_previous)) {
         uint8_t owner = f[L->if_owner];
         int entry = L->if_is_entry >= 0 && f[L->if_is_entry];
         if (owner == mp_py_owned_by_cstack && L->minor >= 12) {
@@ -126,15 +73,16 @@ walk_interpreter_frames(const uint8_t *ts, uint64_t *raw, uint32_t max) {
             if (n) raw_set_end(raw, n - 1);
             continue;
         }
-        const uint8_t *co = ldp(f, L->if_code);
+        const uint8_t *co = mp_py_ldp(f, L->if_code);
         if (!is_code(co) || refcnt(co) <= 0) {
             if (entry && n) raw_set_end(raw, n - 1);
             continue;
         }
         const uint8_t *code0 = co + L->co_code_adaptive;
-        const uint8_t *ip = ldp(f, L->if_instr);
+        const uint8_t *ip = mp_py_ldp(f, L->if_instr);
         /* Incomplete frame (its prologue has not run): not a frame of the program yet. */
-        if (owner != mp_py_owned_by_generator && ip < code0 + 2 * ld32(co, L->co_firsttraceable)) {
+        if (owner != mp_py_owned_by_generator &&
+            ip < code0 + 2 * mp_py_ld32(co, L->co_firsttraceable)) {
             if (entry && n) raw_set_end(raw, n - 1);
             continue;
         }
@@ -149,11 +97,9 @@ walk_interpreter_frames(const uint8_t *ts, uint64_t *raw, uint32_t max) {
 }
 
 uint32_t
-mp_pyframes_walk_raw(uint64_t *raw, uint32_t max) {
-    const uint8_t *ts = mp_pyframes_tstate();
-    if (!ts) return 0;
-    return mp_pyenv.layout->ts_frame >= 0 ? walk_frame_objects(ts, raw, max)
-                                          : walk_interpreter_frames(ts, raw, max);
+mp_pyframes_walk_raw(const uint8_t *ts, uint64_t *raw, uint32_t max) {
+    return mp_pyenv.L.ts_frame >= 0 ? walk_frame_objects(ts, raw, max)
+                                    : walk_interpreter_frames(ts, raw, max);
 }
 
 uint32_t
@@ -177,14 +123,14 @@ const uint8_t *
 mp_pyframes_top_code(void) {
     const uint8_t *ts = mp_pyframes_tstate();
     if (!ts) return NULL;
-    const mp_pylayout_t *L = mp_pyenv.layout;
+    const mp_pylayout_t *L = &mp_pyenv.L;
     if (L->ts_frame >= 0) {
-        const uint8_t *f = ldp(ts, L->ts_frame);
-        return f ? ldp(f, L->f_code) : NULL;
+        const uint8_t *f = mp_py_ldp(ts, L->ts_frame);
+        return f ? mp_py_ldp(f, L->f_code) : NULL;
     }
-    const uint8_t *f = first_iframe(ts);
-    for (unsigned steps = 0; f && steps < WALK_LIMIT; steps++, f = ldp(f, L->if_previous)) {
-        const uint8_t *co = ldp(f, L->if_code);
+    const uint8_t *f = mp_pyframes_first_iframe(ts);
+    for (unsigned steps = 0; f && steps < WALK_LIMIT; steps++, f = mp_py_ldp(f, L->if_previous)) {
+        const uint8_t *co = mp_py_ldp(f, L->if_code);
         if (L->minor >= 12 && f[L->if_owner] == mp_py_owned_by_cstack) continue;
         if (is_code(co)) return co;
     }

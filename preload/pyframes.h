@@ -8,16 +8,20 @@
 #ifndef MP_PYFRAMES_H
 #define MP_PYFRAMES_H
 
+#include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "pylayout.h"
 
-/* What python.c found at start-up; read-only afterwards except `walk`. */
+/* What python.c found at start-up; read-only afterwards except `walk`. Read on every event:
+ * the layout is copied in (`L`), so the walk reads its offsets from this one object. */
 typedef struct mp_pyenv_s {
-    const mp_pylayout_t *layout;
+    _Alignas(64) int walk;  /* nonzero: hooks may walk frames (cleared if the self-test fails) */
     const uint8_t *runtime; /* &_PyRuntime */
     const void *code_type;  /* &PyCode_Type */
-    int walk;               /* nonzero: hooks may walk frames (cleared if the self-test fails) */
+    mp_pylayout_t L;        /* copy of *layout */
+    const mp_pylayout_t *layout;
     uintptr_t eval_lo, eval_hi; /* _PyEval_EvalFrameDefault's code, for splicing (0: unknown) */
 } mp_pyenv_t;
 extern mp_pyenv_t mp_pyenv;
@@ -29,15 +33,132 @@ extern mp_pyenv_t mp_pyenv;
 #define MP_PYFRAME(code_id, addr)                                                                  \
     ((1ull << 63) | ((uint64_t)(code_id) << 32) | (uint64_t)(uint32_t)(int32_t)(addr))
 
-/* The calling thread's PyThreadState, or NULL (none, or the interpreter is finalizing). */
-const uint8_t *mp_pyframes_tstate(void);
+/* Plain loads of foreign memory (no alignment or aliasing assumptions). */
+static inline const uint8_t *
+mp_py_ldp(const uint8_t *p, int off) {
+    const uint8_t *v;
+    memcpy(&v, p + off, sizeof v);
+    return v;
+}
+static inline int32_t
+mp_py_ld32(const uint8_t *p, int off) {
+    int32_t v;
+    memcpy(&v, p + off, 4);
+    return v;
+}
 
-/* Walk the calling thread's Python stack, innermost first, into raw[0 .. 2*max): two words per
- * frame, the code object's address and the offset plus an "end of one C-level eval-loop call"
- * bit (used to splice Python frames into native stacks). Returns the frames walked; the last
- * one is a "dropped outer frames" marker when the chain is deeper than max (>= 2). Two walks
- * with equal raw arrays denote the same stack: capture.c memoizes on that. */
-uint32_t mp_pyframes_walk_raw(uint64_t *raw, uint32_t max);
+/* The PyThreadState of the calling thread, whose pthread_self() is self, or NULL (none, or the
+ * interpreter is finalizing). Inline: it runs on every event. */
+static inline const uint8_t *
+mp_pyframes_tstate_of(uintptr_t self) {
+    const mp_pylayout_t *L = &mp_pyenv.L;
+    const uint8_t *rt = mp_pyenv.runtime;
+    /* Finalization frees other threads' states (daemon threads): checked first, python-frames.md
+     * 9.1; the residual check-then-use race is 9.2. */
+    const uint8_t *fin =
+        __atomic_load_n((const uint8_t *const *)(rt + L->rt_finalizing), __ATOMIC_ACQUIRE);
+    const uint8_t *t = NULL;
+    if (L->rt_tstate_current >= 0) {
+        /* <= 3.11: this is the thread holding the GIL, which is not necessarily us. */
+        t = __atomic_load_n((const uint8_t *const *)(rt + L->rt_tstate_current), __ATOMIC_RELAXED);
+        if (t && (uintptr_t)mp_py_ldp(t, L->ts_thread_id) != self) t = NULL;
+    }
+    if (!t && mp_py_ld32(rt, L->rt_tss_key) != 0) {
+        /* The gilstate TSS maps this OS thread to its state, GIL held or not. glibc's
+         * pthread_getspecific only reads the thread descriptor: no lock, no allocation. */
+        pthread_key_t key;
+        memcpy(&key, rt + L->rt_tss_key + 4, sizeof key);
+        t = pthread_getspecific(key);
+    }
+    if (t && fin && t != fin) return NULL;
+    return t;
+}
+
+/* The same, for any caller. */
+static inline const uint8_t *
+mp_pyframes_tstate(void) {
+    return mp_pyframes_tstate_of((uintptr_t)pthread_self());
+}
+
+/* 3.11+: the innermost _PyInterpreterFrame of thread state ts (3.13: current_frame; 3.11, 3.12:
+ * cframe->current_frame), or NULL. */
+static inline const uint8_t *
+mp_pyframes_first_iframe(const uint8_t *ts) {
+    const mp_pylayout_t *L = &mp_pyenv.L;
+    if (L->ts_current_frame >= 0) return mp_py_ldp(ts, L->ts_current_frame);
+    const uint8_t *cf = mp_py_ldp(ts, L->ts_cframe);
+    return cf ? mp_py_ldp(cf, L->cf_current_frame) : NULL;
+}
+
+/* Walk the Python stack of ts (the calling thread's, from mp_pyframes_tstate), innermost first,
+ * into raw[0 .. 2*max): two words per frame, the code object's address and the offset plus an
+ * "end of one C-level eval-loop call" bit (used to splice Python frames into native stacks).
+ * Skips frames that are not (yet) the program's. Returns the frames walked; the last one is a
+ * "dropped outer frames" marker when the chain is deeper than max (>= 2). */
+uint32_t mp_pyframes_walk_raw(const uint8_t *ts, uint64_t *raw, uint32_t max);
+
+/* The memo key of ts's stack: two words for every frame of the chain, in key[0 .. 2*max), and
+ * its hash in *hash; with_entry: include 3.11's is_entry (only splicing reads it). Returns the
+ * frames, or max + 1 if the chain is longer. Equal keys give equal walks (and so equal stacks) as
+ * long as no code object in them was freed in between (mp_pycode_gen): the walk reads nothing else
+ * that can change.
+ *
+ * This is the part run on every event, hence inline and lean: of each frame, skipped ones
+ * included, the code pointer and the position word (3.11+: the instruction pointer, owner and
+ * with_entry is_entry; <= 3.10: f_lasti and whether the frame is being destroyed, which ends both
+ * walks), and nothing from code objects. It follows the same `previous` pointers and reads the same
+ * fields as the walk, so it is as safe. */
+#define MP_PYKEY_DEAD (1ull << 40)
+static inline uint64_t
+mp_pykey_mix(uint64_t h, uint64_t code, uint64_t pos) {
+    /* Rotating between the two words keeps equal offsets in different code objects apart. Weak
+     * on its own: mp_pykey_finish mixes the result once per walk. */
+    h ^= code;
+    return (h << 23 | h >> 41) ^ pos;
+}
+static inline uint64_t
+mp_pykey_finish(uint64_t h, uint32_t n) {
+    return (h ^ n) * 0x9e3779b97f4a7c15ull;
+}
+static inline uint32_t
+mp_pyframes_key(const uint8_t *ts, uint64_t *key, uint32_t max, int with_entry, uint64_t *hash) {
+    const mp_pylayout_t *L = &mp_pyenv.L;
+    uint32_t n = 0;
+    uint64_t h = 0;
+    if (L->ts_frame >= 0) {
+        for (const uint8_t *f = mp_py_ldp(ts, L->ts_frame); f; f = mp_py_ldp(f, L->f_back)) {
+            if (n == max) return max + 1;
+            int64_t rc;
+            memcpy(&rc, f, sizeof rc);
+            uint64_t co = (uint64_t)(uintptr_t)mp_py_ldp(f, L->f_code);
+            uint64_t pos = (uint64_t)(uint32_t)mp_py_ld32(f, L->f_lasti);
+            if (rc <= 0) pos |= MP_PYKEY_DEAD;
+            key[2 * n] = co;
+            key[2 * n + 1] = pos;
+            h = mp_pykey_mix(h, co, pos);
+            n++;
+            if (rc <= 0) break;
+        }
+    } else {
+        /* is_entry (3.11) only marks where splicing into native stacks goes. */
+        const int owner = L->if_owner, entry = with_entry ? L->if_is_entry : -1;
+        for (const uint8_t *f = mp_pyframes_first_iframe(ts); f; f = mp_py_ldp(f, L->if_previous)) {
+            if (n == max) return max + 1;
+            /* User-space pointers leave the top 16 bits free for the two flag bytes. */
+            uint64_t co = (uint64_t)(uintptr_t)mp_py_ldp(f, L->if_code);
+            uint64_t pos = (uint64_t)(uintptr_t)mp_py_ldp(f, L->if_instr) | (uint64_t)f[owner]
+                                                                                << 48;
+            if (entry >= 0) pos |= (uint64_t)f[entry] << 56;
+            key[2 * n] = co;
+            key[2 * n + 1] = pos;
+            h = mp_pykey_mix(h, co, pos);
+            n++;
+        }
+    }
+    *hash = mp_pykey_finish(h, n);
+    return n;
+}
+
 /* Turn raw frames into frame values (FORMAT.md 5.4), registering code objects (pycode.h);
  * ends[i] is the splice bit of out[i]. Returns the frames kept (unregistrable ones dropped). */
 uint32_t mp_pyframes_resolve(const uint64_t *raw, uint32_t n, uint64_t *out, uint8_t *ends);

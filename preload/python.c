@@ -129,6 +129,14 @@ static void
 hook_free(void *ctx, void *p) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
+    /* A code object's memory is about to be reused: end the walk memos (capture.c) that know
+     * its address. Its header is intact here, freed by its own dealloc; every OBJ block has at
+     * least 16 readable bytes (pymalloc's alignment; malloc's minimum chunk). Tracked or not. */
+    if (d->allocator == MP_ALLOC_PYMEM_OBJ && p && mp_pyenv.code_type) {
+        const void *type;
+        memcpy(&type, (const char *)p + 8, sizeof type);
+        if (type == mp_pyenv.code_type) mp_fetch_add_relaxed(&mp_pycode_gen, 1);
+    }
     if (!p || !mp_tracking(t)) {
         d->orig.free(d->orig.ctx, p);
         return;
@@ -385,6 +393,7 @@ mp_python_init(int walk) {
         mp_sys_log("CPython 3.13 debug offsets do not match: Python stacks are off");
     } else if (walk && code_type && bytes_type && unicode_type) {
         mp_pyenv.layout = L;
+        mp_pyenv.L = *L;
         mp_pyenv.runtime = rt;
         mp_pyenv.code_type = code_type;
         mp_pycode_setup(L, bytes_type, unicode_type);

@@ -1,9 +1,10 @@
 /* ring.h - bounded lock-free rings carrying events from interposed threads to the writer.
  *
  * Producer: the one thread that owns the ring (claimed with mp_ring_claim); never allocates.
- * Consumer: the writer thread only. A full ring makes the producer wait for the writer (it
- * kicks the writer and sleeps in short steps); nothing is ever dropped, because a dropped free
- * would fabricate a leak. The wait ends early only if tracking is being shut down (*abandon).
+ * Consumer: the writer thread only. A half-full ring kicks the writer; a full ring makes the
+ * producer wait for the writer (it kicks the writer and sleeps in short steps); nothing is ever
+ * dropped, because a dropped free would fabricate a leak. The wait ends early only if tracking is
+ * being shut down (*abandon).
  *
  * Rings live in private anonymous mappings and are registered in a lock-free, append-only list;
  * they are never unmapped while the process runs, so the writer can walk the list without
@@ -13,6 +14,7 @@
 #ifndef MP_RING_H
 #define MP_RING_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* One event in flight: 32 bytes, so two fit a cache line. */
@@ -51,8 +53,11 @@ typedef struct mp_ring_s {
 /* Capacity of every ring, in records (a power of two): 8192 * 32 B = 256 KiB per thread. */
 #define MP_RING_CAPACITY 8192u
 
-/* The writer is kicked whenever a producer's ring crosses a multiple of this fill level. */
-#define MP_RING_KICK_EVERY (MP_RING_CAPACITY / 4)
+/* Every MP_RING_KICK_EVERY pushes, the producer refreshes its view of the tail and kicks the
+ * writer if the ring is at least half full. A writer that keeps up (it polls busy rings every
+ * MP_WRITER_BUSY_NS, writer.c) is never kicked: a kick is a futex wake, a system call on the
+ * allocating thread, and used to be a tenth of the cost of a Python event. */
+#define MP_RING_KICK_EVERY (MP_RING_CAPACITY / 8)
 
 /* Called by producers when the writer should run now (ring filling, or full). */
 extern void (*mp_ring_kick)(void);
@@ -84,17 +89,36 @@ mp_ring_consume(mp_ring_t *r, uint64_t upto) {
 
 int mp_ring_wait_space(mp_ring_t *r, const int *abandon); /* slow path of push */
 
-static inline int
-mp_ring_push(mp_ring_t *r, const mp_rec_t *rec, const int *abandon) {
+/* Producer, in two steps (the record is written in place): the slot for the next record,
+ * waiting while the ring is full as mp_ring_push does (NULL if *abandon ends the wait); then,
+ * once the slot is filled, mp_ring_publish. */
+static inline mp_rec_t *
+mp_ring_reserve(mp_ring_t *r, const int *abandon) {
     uint64_t h = r->head; /* only this thread writes head */
     if (__builtin_expect(h - r->tail_cache > r->mask, 0)) {
         r->tail_cache = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
-        if (h - r->tail_cache > r->mask && mp_ring_wait_space(r, abandon) != 0) return -1;
+        if (h - r->tail_cache > r->mask && mp_ring_wait_space(r, abandon) != 0) return NULL;
     }
-    r->slots[h & r->mask] = *rec;
+    return &r->slots[h & r->mask];
+}
+
+static inline void
+mp_ring_publish(mp_ring_t *r) {
+    uint64_t h = r->head + 1;
     /* Release: the writer that sees the new head sees the record's bytes. */
-    __atomic_store_n(&r->head, h + 1, __ATOMIC_RELEASE);
-    if (__builtin_expect(((h + 1) & (MP_RING_KICK_EVERY - 1)) == 0, 0)) mp_ring_kick();
+    __atomic_store_n(&r->head, h, __ATOMIC_RELEASE);
+    if (__builtin_expect((h & (MP_RING_KICK_EVERY - 1)) == 0, 0)) {
+        r->tail_cache = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+        if (h - r->tail_cache >= (r->mask + 1) / 2) mp_ring_kick();
+    }
+}
+
+static inline int
+mp_ring_push(mp_ring_t *r, const mp_rec_t *rec, const int *abandon) {
+    mp_rec_t *slot = mp_ring_reserve(r, abandon);
+    if (!slot) return -1;
+    *slot = *rec;
+    mp_ring_publish(r);
     return 0;
 }
 

@@ -40,6 +40,7 @@ TMWRAP = os.path.join(PYSRC, "tmwrap.py")
 CEXT = os.path.join(PYSRC, "cext.py")
 MPEXT_C = os.path.join(PYSRC, "mpext.c")
 THREADS = os.path.join(PYSRC, "threads.py")
+CODEREUSE = os.path.join(PYSRC, "codereuse.py")
 
 SKIP = 77
 MINORS = range(8, 14)
@@ -567,11 +568,41 @@ def py_threads(c, py):
          [want["native_bytes"], 1])
 
 
+# ---- py_codereuse --------------------------------------------------------------------------------
+
+def py_codereuse(c, py):
+    """codereuse.py: lists charged to their own generated files while code addresses repeat."""
+    outdir = c.outdir(py, "codereuse")
+    p = c.pythonrun([py.path, CODEREUSE], c.py_env(os.path.join(outdir, "cr.%p.dump")),
+                    "codereuse.py")
+    led = c.only_ledger(p.stdout, "codereuse.py")
+    r = c.report(c.dump_of(outdir, "cr", led["pid"]))
+    common_process_checks(c, "codereuse.py", r, py)
+    # Without reuse the case would prove nothing: pymalloc hands a freed code object's block
+    # to the next one of its size class, so nearly every round reuses one.
+    c.check(led["reused"] >= len(led["sizes"]) // 4,
+            "codereuse.py: only %d of %d rounds made a code object at an earlier one's address"
+            % (led["reused"], len(led["sizes"])))
+    got = {}
+    for e in r["leaks_by_line"]:
+        name = os.path.basename(e.get("file") or "")
+        if name.startswith("gen_"):
+            got[name] = got.get(name, 0) + e["bytes"]
+            c.check(e.get("line") == 2, "codereuse.py: a leak at %s:%r" % (name, e.get("line")))
+    wrong = sorted((n for n in set(got) | set(led["sizes"]) if got.get(n) != led["sizes"].get(n)),
+                   key=lambda n: int(re.sub(r"\D", "", n)))
+    c.check(not wrong, "codereuse.py: %d of %d generated files leak other than their own bytes, "
+            "e.g. %s" % (len(wrong), len(led["sizes"]),
+                         ", ".join("%s: %r, want %r" % (n, got.get(n), led["sizes"].get(n))
+                                   for n in wrong[:4])))
+
+
 CASES = {
     "py_lines": py_lines,
     "py_allocators": py_allocators,
     "py_cext": py_cext,
     "py_threads": py_threads,
+    "py_codereuse": py_codereuse,
 }
 
 

@@ -153,7 +153,7 @@ Test(ring, fills_every_slot_then_drains_repeatedly) {
     cr_assert_eq(next, seq);
 }
 
-Test(ring, kicks_the_writer_every_quarter) {
+Test(ring, a_drained_ring_never_kicks_the_writer) {
     fresh();
     mp_ring_t *r = mp_ring_claim();
     const int never = 0;
@@ -163,7 +163,25 @@ Test(ring, kicks_the_writer_every_quarter) {
         mp_ring_push(r, &e, &never);
         if ((i + 1) % 1000 == 0) drain_checked(r, &next, 3);
     }
-    cr_assert_eq(__atomic_load_n(&kicks, __ATOMIC_RELAXED), 4 * CAP / MP_RING_KICK_EVERY);
+    cr_assert_eq(__atomic_load_n(&kicks, __ATOMIC_RELAXED), 0);
+}
+
+Test(ring, kicks_the_writer_from_half_full) {
+    fresh();
+    mp_ring_t *r = mp_ring_claim();
+    const int never = 0;
+    uint64_t i = 0;
+    for (; i < CAP / 2 - 1; i++) {
+        mp_rec_t e = event(i, 4);
+        mp_ring_push(r, &e, &never);
+    }
+    cr_assert_eq(__atomic_load_n(&kicks, __ATOMIC_RELAXED), 0);
+    for (; i < CAP; i++) {
+        mp_rec_t e = event(i, 4);
+        mp_ring_push(r, &e, &never);
+    }
+    /* One kick at each multiple of MP_RING_KICK_EVERY from CAP / 2 to CAP. */
+    cr_assert_eq(__atomic_load_n(&kicks, __ATOMIC_RELAXED), CAP / 2 / MP_RING_KICK_EVERY + 1);
 }
 
 /* ---- full ring ----------------------------------------------------------------------------- */

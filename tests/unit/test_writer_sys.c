@@ -34,7 +34,7 @@
 __thread mp_thread_t mp_thread __attribute__((tls_model("initial-exec")));
 int mp_state;
 int mp_abandon;
-uint64_t mp_seq;
+mp_seq_line_t mp_seq_line;
 int mp_native;
 int mp_depth = 64;
 uint64_t mp_stacks_dropped;
