@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "atomics.h"
+#include "foreign.h"
 #include "format.h"
 #include "sys.h"
 
@@ -65,20 +66,6 @@ mp_pycode_setup(const mp_pylayout_t *layout, const void *bt, const void *ut) {
     unicode_type = ut;
 }
 
-static inline uint64_t
-ld64(const uint8_t *p, int off) {
-    uint64_t v;
-    memcpy(&v, p + off, 8);
-    return v;
-}
-
-static inline uint32_t
-ld32(const uint8_t *p, int off) {
-    uint32_t v;
-    memcpy(&v, p + off, 4);
-    return v;
-}
-
 /* The four fields that identify a code object's content (pycode.h). */
 typedef struct ident_s {
     uint64_t filename, name, table;
@@ -87,10 +74,10 @@ typedef struct ident_s {
 
 static inline void
 read_ident(const uint8_t *co, ident_t *id) {
-    id->filename = ld64(co, L->co_filename);
-    id->name = ld64(co, L->co_qualname >= 0 ? L->co_qualname : L->co_name);
-    id->table = ld64(co, L->co_linetable);
-    id->firstlineno = ld32(co, L->co_firstlineno);
+    id->filename = mp_ld64(co, L->co_filename);
+    id->name = mp_ld64(co, L->co_qualname >= 0 ? L->co_qualname : L->co_name);
+    id->table = mp_ld64(co, L->co_linetable);
+    id->firstlineno = mp_ld32(co, L->co_firstlineno);
 }
 
 /* ---- reading str and bytes with plain loads (docs/dev/python-frames.md 6.2) --------------- */
@@ -100,13 +87,13 @@ static const uint8_t *
 str_data(const uint8_t *s, unsigned *kind, size_t *nbytes) {
     *kind = 0;
     *nbytes = 0;
-    if (!s || (const void *)ld64(s, 8) != unicode_type) return NULL;
-    uint32_t state = ld32(s, 32);
+    if (!s || (const void *)mp_ld64(s, 8) != unicode_type) return NULL;
+    uint32_t state = mp_ld32(s, 32);
     unsigned k = (state >> 2) & 7u;
     int compact = (state >> 5) & 1, ascii = (state >> 6) & 1;
     if (L->minor <= 11 && !((state >> 7) & 1)) return NULL;    /* not ready */
     if (!compact || (k != 1 && k != 2 && k != 4)) return NULL; /* legacy string: not followed */
-    uint64_t len = ld64(s, 16);
+    uint64_t len = mp_ld64(s, 16);
     if (len * k > STR_MAX) return NULL;
     *kind = k;
     *nbytes = (size_t)(len * k);
@@ -116,8 +103,8 @@ str_data(const uint8_t *s, unsigned *kind, size_t *nbytes) {
 static const uint8_t *
 bytes_data(const uint8_t *b, size_t *n) {
     *n = 0;
-    if (!b || (const void *)ld64(b, 8) != bytes_type) return NULL;
-    uint64_t len = ld64(b, 16);
+    if (!b || (const void *)mp_ld64(b, 8) != bytes_type) return NULL;
+    uint64_t len = mp_ld64(b, 16);
     if (len > TABLE_MAX) return NULL;
     *n = (size_t)len;
     return b + 32;
@@ -154,7 +141,7 @@ build_entry(const uint8_t *co, const ident_t *id) {
     unsigned kf, kn, kq = 1;
     size_t nf, nn, nq = 0, nt;
     const uint8_t *fname = str_data((const uint8_t *)(uintptr_t)id->filename, &kf, &nf);
-    const uint8_t *name = str_data((const uint8_t *)(uintptr_t)ld64(co, L->co_name), &kn, &nn);
+    const uint8_t *name = str_data((const uint8_t *)(uintptr_t)mp_ld64(co, L->co_name), &kn, &nn);
     const uint8_t *qual = NULL;
     if (L->co_qualname >= 0) qual = str_data((const uint8_t *)(uintptr_t)id->name, &kq, &nq);
     const uint8_t *table = bytes_data((const uint8_t *)(uintptr_t)id->table, &nt);

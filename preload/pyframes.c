@@ -21,7 +21,7 @@ refcnt(const uint8_t *o) {
 
 static inline int
 is_code(const uint8_t *co) {
-    return co && mp_py_ldp(co, 8) == (const uint8_t *)mp_pyenv.code_type;
+    return co && mp_ldp(co, 8) == (const uint8_t *)mp_pyenv.code_type;
 }
 
 /* Raw frames: two words each, the code object's address and (uint32)addr | end << 32, where end
@@ -42,16 +42,16 @@ static uint32_t
 walk_frame_objects(const uint8_t *ts, uint64_t *raw, uint32_t max) {
     const mp_pylayout_t *L = &mp_pyenv.L;
     uint32_t n = 0;
-    const uint8_t *f = mp_py_ldp(ts, L->ts_frame);
-    for (unsigned steps = 0; f && steps < WALK_LIMIT; steps++, f = mp_py_ldp(f, L->f_back)) {
+    const uint8_t *f = mp_ldp(ts, L->ts_frame);
+    for (unsigned steps = 0; f && steps < WALK_LIMIT; steps++, f = mp_ldp(f, L->f_back)) {
         if (refcnt(f) <= 0) break; /* a frame being destroyed */
-        const uint8_t *co = mp_py_ldp(f, L->f_code);
+        const uint8_t *co = mp_ldp(f, L->f_code);
         if (!is_code(co)) continue;
         if (n + 1 == max) {
             raw_put(raw, n++, NULL, 0, 1);
             break;
         }
-        int32_t lasti = mp_py_ld32(f, L->f_lasti);
+        int32_t lasti = (int32_t)mp_ld32(f, L->f_lasti);
         int32_t addr = L->minor >= 10 ? (lasti < 0 ? -1 : lasti * 2) : lasti;
         raw_put(raw, n++, co, addr, 1);
     }
@@ -65,7 +65,7 @@ walk_interpreter_frames(const uint8_t *ts, uint64_t *raw, uint32_t max) {
     const mp_pylayout_t *L = &mp_pyenv.L;
     uint32_t n = 0;
     const uint8_t *f = mp_pyframes_first_iframe(ts);
-    for (unsigned steps = 0; f && steps < WALK_LIMIT; steps++, f = mp_py_ldp(f, L->if_previous)) {
+    for (unsigned steps = 0; f && steps < WALK_LIMIT; steps++, f = mp_ldp(f, L->if_previous)) {
         uint8_t owner = f[L->if_owner];
         int entry = L->if_is_entry >= 0 && f[L->if_is_entry];
         if (owner == mp_py_owned_by_cstack && L->minor >= 12) {
@@ -73,16 +73,16 @@ walk_interpreter_frames(const uint8_t *ts, uint64_t *raw, uint32_t max) {
             if (n) raw_set_end(raw, n - 1);
             continue;
         }
-        const uint8_t *co = mp_py_ldp(f, L->if_code);
+        const uint8_t *co = mp_ldp(f, L->if_code);
         if (!is_code(co) || refcnt(co) <= 0) {
             if (entry && n) raw_set_end(raw, n - 1);
             continue;
         }
         const uint8_t *code0 = co + L->co_code_adaptive;
-        const uint8_t *ip = mp_py_ldp(f, L->if_instr);
+        const uint8_t *ip = mp_ldp(f, L->if_instr);
         /* Incomplete frame (its prologue has not run): not a frame of the program yet. */
         if (owner != mp_py_owned_by_generator &&
-            ip < code0 + 2 * mp_py_ld32(co, L->co_firsttraceable)) {
+            ip < code0 + 2 * (int32_t)mp_ld32(co, L->co_firsttraceable)) {
             if (entry && n) raw_set_end(raw, n - 1);
             continue;
         }
@@ -125,12 +125,12 @@ mp_pyframes_top_code(void) {
     if (!ts) return NULL;
     const mp_pylayout_t *L = &mp_pyenv.L;
     if (L->ts_frame >= 0) {
-        const uint8_t *f = mp_py_ldp(ts, L->ts_frame);
-        return f ? mp_py_ldp(f, L->f_code) : NULL;
+        const uint8_t *f = mp_ldp(ts, L->ts_frame);
+        return f ? mp_ldp(f, L->f_code) : NULL;
     }
     const uint8_t *f = mp_pyframes_first_iframe(ts);
-    for (unsigned steps = 0; f && steps < WALK_LIMIT; steps++, f = mp_py_ldp(f, L->if_previous)) {
-        const uint8_t *co = mp_py_ldp(f, L->if_code);
+    for (unsigned steps = 0; f && steps < WALK_LIMIT; steps++, f = mp_ldp(f, L->if_previous)) {
+        const uint8_t *co = mp_ldp(f, L->if_code);
         if (L->minor >= 12 && f[L->if_owner] == mp_py_owned_by_cstack) continue;
         if (is_code(co)) return co;
     }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "foreign.h"
 #include "pylayout.h"
 
 /* What python.c found at start-up; read-only afterwards except `walk`. Read on every event:
@@ -33,20 +34,6 @@ extern mp_pyenv_t mp_pyenv;
 #define MP_PYFRAME(code_id, addr)                                                                  \
     ((1ull << 63) | ((uint64_t)(code_id) << 32) | (uint64_t)(uint32_t)(int32_t)(addr))
 
-/* Plain loads of foreign memory (no alignment or aliasing assumptions). */
-static inline const uint8_t *
-mp_py_ldp(const uint8_t *p, int off) {
-    const uint8_t *v;
-    memcpy(&v, p + off, sizeof v);
-    return v;
-}
-static inline int32_t
-mp_py_ld32(const uint8_t *p, int off) {
-    int32_t v;
-    memcpy(&v, p + off, 4);
-    return v;
-}
-
 /* The PyThreadState of the calling thread, whose pthread_self() is self, or NULL (none, or the
  * interpreter is finalizing). Inline: it runs on every event. */
 static inline const uint8_t *
@@ -61,9 +48,9 @@ mp_pyframes_tstate_of(uintptr_t self) {
     if (L->rt_tstate_current >= 0) {
         /* <= 3.11: this is the thread holding the GIL, which is not necessarily us. */
         t = __atomic_load_n((const uint8_t *const *)(rt + L->rt_tstate_current), __ATOMIC_RELAXED);
-        if (t && (uintptr_t)mp_py_ldp(t, L->ts_thread_id) != self) t = NULL;
+        if (t && (uintptr_t)mp_ldp(t, L->ts_thread_id) != self) t = NULL;
     }
-    if (!t && mp_py_ld32(rt, L->rt_tss_key) != 0) {
+    if (!t && (int32_t)mp_ld32(rt, L->rt_tss_key) != 0) {
         /* The gilstate TSS maps this OS thread to its state, GIL held or not. glibc's
          * pthread_getspecific only reads the thread descriptor: no lock, no allocation. */
         pthread_key_t key;
@@ -85,9 +72,9 @@ mp_pyframes_tstate(void) {
 static inline const uint8_t *
 mp_pyframes_first_iframe(const uint8_t *ts) {
     const mp_pylayout_t *L = &mp_pyenv.L;
-    if (L->ts_current_frame >= 0) return mp_py_ldp(ts, L->ts_current_frame);
-    const uint8_t *cf = mp_py_ldp(ts, L->ts_cframe);
-    return cf ? mp_py_ldp(cf, L->cf_current_frame) : NULL;
+    if (L->ts_current_frame >= 0) return mp_ldp(ts, L->ts_current_frame);
+    const uint8_t *cf = mp_ldp(ts, L->ts_cframe);
+    return cf ? mp_ldp(cf, L->cf_current_frame) : NULL;
 }
 
 /* Walk the Python stack of ts (the calling thread's, from mp_pyframes_tstate), innermost first,
@@ -126,12 +113,12 @@ mp_pyframes_key(const uint8_t *ts, uint64_t *key, uint32_t max, int with_entry, 
     uint32_t n = 0;
     uint64_t h = 0;
     if (L->ts_frame >= 0) {
-        for (const uint8_t *f = mp_py_ldp(ts, L->ts_frame); f; f = mp_py_ldp(f, L->f_back)) {
+        for (const uint8_t *f = mp_ldp(ts, L->ts_frame); f; f = mp_ldp(f, L->f_back)) {
             if (n == max) return max + 1;
             int64_t rc;
             memcpy(&rc, f, sizeof rc);
-            uint64_t co = (uint64_t)(uintptr_t)mp_py_ldp(f, L->f_code);
-            uint64_t pos = (uint64_t)(uint32_t)mp_py_ld32(f, L->f_lasti);
+            uint64_t co = (uint64_t)(uintptr_t)mp_ldp(f, L->f_code);
+            uint64_t pos = (uint64_t)(uint32_t)(int32_t)mp_ld32(f, L->f_lasti);
             if (rc <= 0) pos |= MP_PYKEY_DEAD;
             key[2 * n] = co;
             key[2 * n + 1] = pos;
@@ -142,12 +129,11 @@ mp_pyframes_key(const uint8_t *ts, uint64_t *key, uint32_t max, int with_entry, 
     } else {
         /* is_entry (3.11) only marks where splicing into native stacks goes. */
         const int owner = L->if_owner, entry = with_entry ? L->if_is_entry : -1;
-        for (const uint8_t *f = mp_pyframes_first_iframe(ts); f; f = mp_py_ldp(f, L->if_previous)) {
+        for (const uint8_t *f = mp_pyframes_first_iframe(ts); f; f = mp_ldp(f, L->if_previous)) {
             if (n == max) return max + 1;
             /* User-space pointers leave the top 16 bits free for the two flag bytes. */
-            uint64_t co = (uint64_t)(uintptr_t)mp_py_ldp(f, L->if_code);
-            uint64_t pos = (uint64_t)(uintptr_t)mp_py_ldp(f, L->if_instr) | (uint64_t)f[owner]
-                                                                                << 48;
+            uint64_t co = (uint64_t)(uintptr_t)mp_ldp(f, L->if_code);
+            uint64_t pos = (uint64_t)(uintptr_t)mp_ldp(f, L->if_instr) | (uint64_t)f[owner] << 48;
             if (entry >= 0) pos |= (uint64_t)f[entry] << 56;
             key[2 * n] = co;
             key[2 * n + 1] = pos;
