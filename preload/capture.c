@@ -70,16 +70,22 @@ take_ring(mp_thread_t *t) {
 }
 
 /* The ring this thread pushes into: its own, or (a thread past its exit destructor) one
- * claimed for this one event, released by push(). */
+ * claimed for this one event, released by pushed(). */
 static inline mp_ring_t *
 ring_of(mp_thread_t *t) {
     return MP_LIKELY(t->status == mp_thread_active) ? t->ring : take_ring(t);
 }
 
+/* After an event: a thread past its exit destructor gives back the ring it claimed for it. */
+static inline void
+pushed(mp_thread_t *t, mp_ring_t *r) {
+    if (MP_UNLIKELY(t->status == mp_thread_exited)) mp_ring_release(r);
+}
+
 static void
 push(mp_thread_t *t, mp_ring_t *r, const mp_rec_t *rec) {
     mp_ring_push(r, rec, &mp_abandon);
-    if (MP_UNLIKELY(t->status == mp_thread_exited)) mp_ring_release(r);
+    pushed(t, r);
 }
 
 /* Per-thread memo of recent Python stacks. Every event reads the stack's key and its hash
@@ -339,7 +345,7 @@ mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *
         rec->unused = 0;
         mp_ring_publish(r);
     }
-    if (MP_UNLIKELY(t->status == mp_thread_exited)) mp_ring_release(r);
+    pushed(t, r);
 }
 
 void

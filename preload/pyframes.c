@@ -12,13 +12,6 @@ mp_pyenv_t mp_pyenv;
 /* A corrupt or cyclic chain ends the walk after this many frames, skipped ones included. */
 #define WALK_LIMIT 4096u
 
-static inline int64_t
-refcnt(const uint8_t *o) {
-    int64_t v;
-    memcpy(&v, o, 8);
-    return v;
-}
-
 static inline int
 is_code(const uint8_t *co) {
     return co && mp_ldp(co, 8) == (const uint8_t *)mp_pyenv.code_type;
@@ -44,7 +37,7 @@ walk_frame_objects(const uint8_t *ts, uint64_t *raw, uint32_t max) {
     uint32_t n = 0;
     const uint8_t *f = mp_ldp(ts, L->ts_frame);
     for (unsigned steps = 0; f && steps < WALK_LIMIT; steps++, f = mp_ldp(f, L->f_back)) {
-        if (refcnt(f) <= 0) break; /* a frame being destroyed */
+        if ((int64_t)mp_ld64(f, 0) <= 0) break; /* a frame being destroyed */
         const uint8_t *co = mp_ldp(f, L->f_code);
         if (!is_code(co)) continue;
         if (n + 1 == max) {
@@ -74,7 +67,7 @@ walk_interpreter_frames(const uint8_t *ts, uint64_t *raw, uint32_t max) {
             continue;
         }
         const uint8_t *co = mp_ldp(f, L->if_code);
-        if (!is_code(co) || refcnt(co) <= 0) {
+        if (!is_code(co) || (int64_t)mp_ld64(co, 0) <= 0) {
             if (entry && n) raw_set_end(raw, n - 1);
             continue;
         }

@@ -16,13 +16,12 @@
 #include "pylayout.h"
 
 /* What python.c found at start-up; read-only afterwards except `walk`. Read on every event:
- * the layout is copied in (`L`), so the walk reads its offsets from this one object. */
+ * the layout table is copied in (`L`), so the walk reads its offsets from this one object. */
 typedef struct mp_pyenv_s {
     _Alignas(64) int walk;  /* nonzero: hooks may walk frames (cleared if the self-test fails) */
     const uint8_t *runtime; /* &_PyRuntime */
     const void *code_type;  /* &PyCode_Type */
-    mp_pylayout_t L;        /* copy of *layout */
-    const mp_pylayout_t *layout;
+    mp_pylayout_t L;        /* the layout table of this version, copied */
     uintptr_t eval_lo, eval_hi; /* _PyEval_EvalFrameDefault's code, for splicing (0: unknown) */
 } mp_pyenv_t;
 extern mp_pyenv_t mp_pyenv;
@@ -115,8 +114,7 @@ mp_pyframes_key(const uint8_t *ts, uint64_t *key, uint32_t max, int with_entry, 
     if (L->ts_frame >= 0) {
         for (const uint8_t *f = mp_ldp(ts, L->ts_frame); f; f = mp_ldp(f, L->f_back)) {
             if (n == max) return max + 1;
-            int64_t rc;
-            memcpy(&rc, f, sizeof rc);
+            int64_t rc = (int64_t)mp_ld64(f, 0); /* ob_refcnt */
             uint64_t co = (uint64_t)(uintptr_t)mp_ldp(f, L->f_code);
             uint64_t pos = (uint64_t)(uint32_t)(int32_t)mp_ld32(f, L->f_lasti);
             if (rc <= 0) pos |= MP_PYKEY_DEAD;

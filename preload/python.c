@@ -133,9 +133,7 @@ hook_free(void *ctx, void *p) {
      * its address. Its header is intact here, freed by its own dealloc; every OBJ block has at
      * least 16 readable bytes (pymalloc's alignment; malloc's minimum chunk). Tracked or not. */
     if (d->allocator == MP_ALLOC_PYMEM_OBJ && p && mp_pyenv.code_type) {
-        const void *type;
-        memcpy(&type, (const char *)p + 8, sizeof type);
-        if (type == mp_pyenv.code_type) mp_fetch_add_relaxed(&mp_pycode_gen, 1);
+        if (mp_ldp(p, 8) == mp_pyenv.code_type) mp_fetch_add_relaxed(&mp_pycode_gen, 1);
     }
     if (!p || !mp_tracking(t)) {
         d->orig.free(d->orig.ctx, p);
@@ -231,7 +229,7 @@ self_test(void) {
         want = co;
         if (co) api.decref(co);
     } else {
-        memcpy(&want, (const uint8_t *)frame + mp_pyenv.layout->f_code, sizeof want);
+        want = mp_ldp((const uint8_t *)frame, mp_pyenv.L.f_code);
     }
     return mp_pyframes_top_code() == want;
 }
@@ -289,10 +287,7 @@ void
 mp_python_writer_tick(void) {
     if (!found || mp_load_acquire(&pending_state) != 0) return;
     if (!mp_load_relaxed(&mp_python_running) || !api.is_initialized()) return;
-    const mp_pylayout_t *L = mp_pyenv.layout;
-    const void *fin;
-    memcpy(&fin, mp_pyenv.runtime + L->rt_finalizing, sizeof fin);
-    if (fin) return;
+    if (mp_ldp(mp_pyenv.runtime, mp_pyenv.L.rt_finalizing)) return;
     /* Py_AddPendingCall may be called from any thread without the GIL (it is meant for signal
      * handlers); it takes only the pending-calls lock, which nobody holds while allocating. */
     if (api.add_pending_call(pending, NULL) == 0) mp_store_release(&pending_state, 1);
@@ -392,7 +387,6 @@ mp_python_init(int walk) {
     } else if (walk && !check_debug_offsets(rt, hex)) {
         mp_sys_log("CPython 3.13 debug offsets do not match: Python stacks are off");
     } else if (walk && code_type && bytes_type && unicode_type) {
-        mp_pyenv.layout = L;
         mp_pyenv.L = *L;
         mp_pyenv.runtime = rt;
         mp_pyenv.code_type = code_type;
