@@ -92,9 +92,13 @@ push(mp_thread_t *t, mp_ring_t *r, const mp_rec_t *rec) {
  * (pyframes.h: two words per frame, nothing from code objects); a key seen before with no code
  * object freed since (mp_pycode_gen) gives the stack interned then, skipping the validated
  * walk, the code lookups and the interning. Events very often repeat one of a few recent stacks
- * (a loop body): a small 2-way set-associative cache indexed by the hash. A way holds what a hit
- * reads in two cache lines (header and the key's first frames); the rest of a deep key, and the
- * frames (for splicing), are in per-way storage.
+ * (a loop body): a 4-way set-associative cache of 256 sets indexed by the hash, each set in
+ * fill order (a miss evicts the oldest). A way holds what a hit reads in two cache lines (header
+ * and the key's first frames); the rest of a deep key, and the frames (for splicing), are in
+ * per-way storage. Sized on scripts/bench_py/mix.py: with 64 sets of 2 ways its working set of
+ * stacks thrashed, and with 256 sets of 2 ways three hot stacks sharing a set could still miss
+ * on every event (a miss costs some 2400 instructions, a hit about 100). The mapping is touched
+ * only where used.
  *
  * The budget is tight: a Python allocation costs the interpreter some 400 instructions, and a
  * 1.3x overhead leaves about 120 for everything memprof does on the thread (scripts/bench).
@@ -103,7 +107,9 @@ push(mp_thread_t *t, mp_ring_t *r, const mp_rec_t *rec) {
  * The memo lives in the ring's scratch mapping: rings are owned by one thread at a time and the
  * memo's content (code addresses -> stack id) is valid process-wide, so it survives a change of
  * owner. */
-#define MEMO_SETS 64u
+#define MEMO_BITS 8u
+#define MEMO_SETS (1u << MEMO_BITS)
+#define MEMO_WAYS 4u
 #define KEY_MAX 128u  /* deeper chains are walked every time */
 #define KEY_INLINE 6u /* frames of the key kept in the way itself */
 typedef struct memo_way_s {
@@ -119,11 +125,11 @@ typedef struct memo_way_s {
 /* The scratch mapping. key is the current event's (off the thread's stack, which may be small;
  * a thread never re-enters capture: its guard, capture.h). */
 typedef struct memo_area_s {
-    memo_way_t way[MEMO_SETS][2]; /* [0] filled more recently */
+    memo_way_t way[MEMO_SETS][MEMO_WAYS]; /* [0] filled most recently */
     uint64_t key[2 * KEY_MAX];
-    uint64_t deep[2 * MEMO_SETS][2 * (KEY_MAX - KEY_INLINE)];
-    uint64_t frames[2 * MEMO_SETS][MP_PY_DEPTH];
-    uint8_t ends[2 * MEMO_SETS][MP_PY_DEPTH];
+    uint64_t deep[MEMO_SETS * MEMO_WAYS][2 * (KEY_MAX - KEY_INLINE)];
+    uint64_t frames[MEMO_SETS * MEMO_WAYS][MP_PY_DEPTH];
+    uint8_t ends[MEMO_SETS * MEMO_WAYS][MP_PY_DEPTH];
 } memo_area_t;
 
 /* A resolved Python stack, valid until the thread's next event. */
@@ -137,10 +143,8 @@ static MP_NOINLINE memo_area_t *
 memo_map(mp_ring_t *r) {
     memo_area_t *a = mp_sys_map(sizeof(memo_area_t));
     if (!a) return NULL;
-    for (uint32_t i = 0; i < MEMO_SETS; i++) {
-        a->way[i][0].store = (uint16_t)(2 * i);
-        a->way[i][1].store = (uint16_t)(2 * i + 1);
-    }
+    for (uint32_t i = 0; i < MEMO_SETS; i++)
+        for (uint32_t w = 0; w < MEMO_WAYS; w++) a->way[i][w].store = (uint16_t)(i * MEMO_WAYS + w);
     r->scratch = a;
     return a;
 }
@@ -159,8 +163,8 @@ way_matches(const memo_area_t *a, const memo_way_t *e, const uint64_t *key, uint
     return memcmp(key + 2 * KEY_INLINE, a->deep[e->store], (size_t)(n - KEY_INLINE) * 16) == 0;
 }
 
-/* Miss: the validated walk of ts's stack, resolved and interned into the older way of set,
- * which becomes the newer. Returns it, or NULL (no Python frame, or the stack table is full). */
+/* Miss: the validated walk of ts's stack, resolved and interned into set[0] (the oldest way
+ * is dropped). Returns it, or NULL (no Python frame, or the stack table is full). */
 static MP_NOINLINE const memo_way_t *
 memo_fill(memo_area_t *a, memo_way_t *set, const uint8_t *ts, uint32_t nk, uint64_t h,
           uint32_t gen) {
@@ -169,8 +173,8 @@ memo_fill(memo_area_t *a, memo_way_t *set, const uint8_t *ts, uint32_t nk, uint6
         if (mp_ring_kick) mp_ring_kick(); /* the writer schedules the pending call */
     }
     memo_way_t *m = &set[0];
-    uint16_t store = set[1].store;
-    set[1] = set[0];
+    uint16_t store = set[MEMO_WAYS - 1].store;
+    memmove(&set[1], &set[0], (MEMO_WAYS - 1) * sizeof *set);
     m->store = store;
     m->n = 0;
     uint64_t raw[2 * MP_PY_DEPTH];
@@ -208,10 +212,11 @@ python_stack(const mp_thread_t *t, mp_ring_t *r, const memo_area_t **area) {
     uint32_t nk = mp_pyframes_key(ts, a->key, KEY_MAX, mp_native, &h);
     if (nk == 0) return NULL;
     uint32_t gen = mp_load_relaxed(&mp_pycode_gen);
-    memo_way_t *set = a->way[h >> 58]; /* the product's top bits are its best mixed */
+    memo_way_t *set = a->way[h >> (64 - MEMO_BITS)]; /* the product's top bits are its best mixed */
     if (MP_LIKELY(nk <= KEY_MAX)) {
         if (MP_LIKELY(way_matches(a, &set[0], a->key, h, nk, gen))) return &set[0];
-        if (way_matches(a, &set[1], a->key, h, nk, gen)) return &set[1];
+        for (uint32_t w = 1; w < MEMO_WAYS; w++)
+            if (way_matches(a, &set[w], a->key, h, nk, gen)) return &set[w];
     }
     return memo_fill(a, set, ts, nk, h, gen);
 }
@@ -258,48 +263,44 @@ event_stack_slow(mp_thread_t *t, mp_ring_t *r, unsigned kind) {
         } else if (t->inherit_n) {
             pyf = t->inherit;
             np = t->inherit_n;
+            pyid = t->inherit_id;
             memset(no_ends, 0, np);
             ends = no_ends;
         }
     }
-    uint32_t id;
-    if (mp_native && kind == MP_EV_ALLOC) {
-        uint64_t frames[MP_DEPTH_MAX + MP_PY_DEPTH];
-        uint32_t n = mp_unwind_capture(frames, (uint32_t)mp_depth);
-        if (np) {
-            /* Splice: after each eval-loop frame, the Python frames it was running. */
-            uint64_t nat[MP_DEPTH_MAX];
-            memcpy(nat, frames, (size_t)n * 8);
-            uint32_t k = 0, j = 0;
-            for (uint32_t i = 0; i < n; i++) {
-                frames[k++] = nat[i];
-                if (!mp_pyenv.eval_hi || !in_eval_loop(nat[i])) continue;
-                for (int end = 0; j < np && !end; j++) {
-                    end = ends[j];
-                    frames[k++] = pyf[j];
-                }
+    if (!mp_native || kind != MP_EV_ALLOC) return pyid; /* frees: the Python stack only */
+    uint64_t frames[MP_DEPTH_MAX + MP_PY_DEPTH];
+    uint32_t n = mp_unwind_capture(frames, (uint32_t)mp_depth);
+    if (np) {
+        /* Splice: after each eval-loop frame, the Python frames it was running. */
+        uint64_t nat[MP_DEPTH_MAX];
+        memcpy(nat, frames, (size_t)n * 8);
+        uint32_t k = 0, j = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            frames[k++] = nat[i];
+            if (!mp_pyenv.eval_hi || !in_eval_loop(nat[i])) continue;
+            for (int end = 0; j < np && !end; j++) {
+                end = ends[j];
+                frames[k++] = pyf[j];
             }
-            while (j < np) frames[k++] = pyf[j++];
-            n = k;
         }
-        if (n == 0) return 0;
-        id = mp_stacks_intern(frames, n);
-    } else {
-        if (np == 0) return 0;
-        if (pyid) return pyid;
-        id = mp_stacks_intern(pyf, np);
+        while (j < np) frames[k++] = pyf[j++];
+        n = k;
     }
+    if (n == 0) return 0;
+    uint32_t id = mp_stacks_intern(frames, n);
     if (id == 0) mp_fetch_add_relaxed(&mp_stacks_dropped, 1);
     return id;
 }
 
-/* The stack of one event: with Python stacks only (the common case) the memo's, inline. */
+/* The stack of one event: with Python stacks only (the common case) the memo's, inline, or for a
+ * thread running no Python frame of its own the one it inherited. */
 static MP_ALWAYS_INLINE uint32_t
 event_stack(mp_thread_t *t, mp_ring_t *r, unsigned kind) {
-    if (MP_LIKELY(!mp_native) && MP_LIKELY(t->inherit_n == 0)) {
+    if (MP_LIKELY(!mp_native)) {
         const memo_area_t *a;
         const memo_way_t *e = python_stack(t, r, &a);
-        return e ? e->id : 0;
+        return MP_LIKELY(e != NULL) ? e->id : t->inherit_id;
     }
     return event_stack_slow(t, r, kind);
 }

@@ -26,6 +26,7 @@ typedef struct mp_thread_s {
      * while this thread runs no Python code of its own. Points into the stack table. */
     const uint64_t *inherit;
     uint32_t inherit_n;
+    uint32_t inherit_id; /* its stack id */
 } mp_thread_t;
 
 enum { mp_thread_new = 0, mp_thread_active = 1, mp_thread_exited = 2 };

@@ -21,7 +21,7 @@ typedef struct start_s {
     void *(*start)(void *);
     void *arg;
     const uint64_t *frames;
-    uint32_t n;
+    uint32_t n, id;
 } start_t;
 
 static void *
@@ -33,6 +33,7 @@ trampoline(void *p) {
     t->guard--;
     t->inherit = s.frames;
     t->inherit_n = s.n;
+    t->inherit_id = s.id;
     return s.start(s.arg);
 }
 
@@ -44,14 +45,16 @@ pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*start)(void *)
     t->guard++;
     const uint64_t *frames = NULL;
     uint32_t n = 0;
-    if (!mp_capture_python_stack(&frames, &n) && t->inherit_n) {
+    uint32_t id = mp_capture_python_stack(&frames, &n);
+    if (!id && t->inherit_n) {
         frames = t->inherit; /* a native thread starting another: pass its inheritance on */
         n = t->inherit_n;
+        id = t->inherit_id;
     }
     start_t *s = n ? mp_real.malloc(sizeof *s) : NULL;
     int rc;
     if (s) {
-        *s = (start_t){start, arg, frames, n};
+        *s = (start_t){start, arg, frames, n, id};
         rc = mp_real.pthread_create(th, attr, trampoline, s);
         if (rc != 0) mp_real.free(s);
     } else {
