@@ -16,5 +16,10 @@
 #define MP_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MP_NOINLINE __attribute__((noinline))
 #define MP_ALWAYS_INLINE inline __attribute__((always_inline))
+/* On an allocator hook: inline the event path into it (across files, with link-time
+ * optimization), so that a hook and its event are one function. Worth some 8% of memprof's
+ * instructions per event (cachegrind, scripts/bench_py/churn.py); slow paths that must stay out
+ * of line are MP_NOINLINE. */
+#define MP_FLATTEN __attribute__((flatten))
 
 #endif

@@ -51,7 +51,7 @@ mp_capture_init(int native, int depth) {
     return 0;
 }
 
-static mp_ring_t *
+static MP_NOINLINE mp_ring_t *
 take_ring(mp_thread_t *t) {
     mp_ring_t *r = mp_ring_claim();
     if (!r) return NULL;
@@ -110,6 +110,7 @@ push(mp_thread_t *t, mp_ring_t *r, const mp_rec_t *rec) {
 #define MEMO_BITS 8u
 #define MEMO_SETS (1u << MEMO_BITS)
 #define MEMO_WAYS 4u
+#define GUESS_BITS 8u
 #define KEY_MAX 128u  /* deeper chains are walked every time */
 #define KEY_INLINE 6u /* frames of the key kept in the way itself */
 typedef struct memo_way_s {
@@ -126,6 +127,7 @@ typedef struct memo_way_s {
  * a thread never re-enters capture: its guard, capture.h). */
 typedef struct memo_area_s {
     memo_way_t way[MEMO_SETS][MEMO_WAYS]; /* [0] filled most recently */
+    uint16_t guess[1u << GUESS_BITS];     /* innermost frame's hash -> way index (python_stack) */
     uint64_t key[2 * KEY_MAX];
     uint64_t deep[MEMO_SETS * MEMO_WAYS][2 * (KEY_MAX - KEY_INLINE)];
     uint64_t frames[MEMO_SETS * MEMO_WAYS][MP_PY_DEPTH];
@@ -199,26 +201,51 @@ memo_fill(memo_area_t *a, memo_way_t *set, const uint8_t *ts, uint32_t nk, uint6
     return m;
 }
 
+/* The memo's lookup by the whole key (hash, set, ways), filling a way on a miss. */
+static MP_NOINLINE const memo_way_t *
+memo_lookup(memo_area_t *a, const uint8_t *ts, uint32_t gen) {
+    uint64_t h = 0; /* stays 0 for a chain deeper than KEY_MAX */
+    uint32_t nk = mp_pyframes_key(ts, a->key, KEY_MAX, mp_native, &h);
+    if (nk == 0) return NULL;
+    memo_way_t *set = a->way[h >> (64 - MEMO_BITS)]; /* the product's top bits are its best mixed */
+    if (MP_LIKELY(nk <= KEY_MAX)) {
+        for (uint32_t w = 0; w < MEMO_WAYS; w++)
+            if (way_matches(a, &set[w], a->key, h, nk, gen)) return &set[w];
+    }
+    return memo_fill(a, set, ts, nk, h, gen);
+}
+
 /* The calling thread's Python stack: its memo way, or NULL when it runs no Python (or the
- * stack cannot be interned). r is the calling thread's ring. */
+ * stack cannot be interned). r is the calling thread's ring; native: mp_native, a constant
+ * where inlined for Python-only stacks.
+ *
+ * First a guess: the way that last served a stack with this innermost frame (code and
+ * position), checked frame by frame against the chain with nothing stored, which is about half
+ * the work of building the key, hashing it and comparing. Only when the guess is wrong (another
+ * caller, or a way since refilled) does the lookup by the whole key run; it updates the guess.
+ * Any way is a safe guess: the check compares every frame, the length and the generation. */
 static MP_ALWAYS_INLINE const memo_way_t *
-python_stack(const mp_thread_t *t, mp_ring_t *r, const memo_area_t **area) {
+python_stack(const mp_thread_t *t, mp_ring_t *r, const memo_area_t **area, int native) {
     const uint8_t *ts = mp_pyframes_tstate_of(t->self);
     if (!ts) return NULL;
     memo_area_t *a = r->scratch;
     if (MP_UNLIKELY(!a) && !(a = memo_map(r))) return NULL;
     *area = a;
-    uint64_t h = 0; /* stays 0 for a chain deeper than KEY_MAX */
-    uint32_t nk = mp_pyframes_key(ts, a->key, KEY_MAX, mp_native, &h);
-    if (nk == 0) return NULL;
+    const uint8_t *f = mp_pykey_first(ts);
+    if (!f) return NULL;
+    const int entry = mp_pykey_entry(native);
     uint32_t gen = mp_load_relaxed(&mp_pycode_gen);
-    memo_way_t *set = a->way[h >> (64 - MEMO_BITS)]; /* the product's top bits are its best mixed */
-    if (MP_LIKELY(nk <= KEY_MAX)) {
-        if (MP_LIKELY(way_matches(a, &set[0], a->key, h, nk, gen))) return &set[0];
-        for (uint32_t w = 1; w < MEMO_WAYS; w++)
-            if (way_matches(a, &set[w], a->key, h, nk, gen)) return &set[w];
-    }
-    return memo_fill(a, set, ts, nk, h, gen);
+    uint64_t co, pos;
+    const uint8_t *next = mp_pykey_frame(f, entry, &co, &pos);
+    uint16_t *guess = &a->guess[((co ^ pos) * 0x9e3779b97f4a7c15ull) >> (64 - GUESS_BITS)];
+    const memo_way_t *e = &a->way[0][0] + *guess;
+    if (MP_LIKELY(e->key[0] == co && e->key[1] == pos && e->gen == gen && e->n != 0) &&
+        MP_LIKELY(mp_pyframes_match(next, entry, e->key + 2, KEY_INLINE - 1, a->deep[e->store],
+                                    e->n - 1)))
+        return e;
+    e = memo_lookup(a, ts, gen);
+    if (e) *guess = (uint16_t)(e - &a->way[0][0]);
+    return e;
 }
 
 static inline void
@@ -232,7 +259,7 @@ view(const memo_area_t *a, const memo_way_t *e, pystack_t *out) {
 static int
 python_frames(const mp_thread_t *t, mp_ring_t *r, pystack_t *out) {
     const memo_area_t *a = NULL;
-    const memo_way_t *e = python_stack(t, r, &a);
+    const memo_way_t *e = python_stack(t, r, &a, mp_native);
     if (!e) return 0;
     view(a, e, out);
     return 1;
@@ -299,7 +326,7 @@ static MP_ALWAYS_INLINE uint32_t
 event_stack(mp_thread_t *t, mp_ring_t *r, unsigned kind) {
     if (MP_LIKELY(!mp_native)) {
         const memo_area_t *a;
-        const memo_way_t *e = python_stack(t, r, &a);
+        const memo_way_t *e = python_stack(t, r, &a, 0);
         return MP_LIKELY(e != NULL) ? e->id : t->inherit_id;
     }
     return event_stack_slow(t, r, kind);
@@ -319,20 +346,11 @@ mp_capture_python_stack(const uint64_t **frames, uint32_t *n) {
     return id;
 }
 
-void
-mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr, size_t size) {
-    if (MP_UNLIKELY(t->frees_only) && kind == MP_EV_ALLOC) return;
-    if (MP_UNLIKELY(mp_load_relaxed(&mp_python_watch))) mp_python_recheck();
-    mp_ring_t *r = ring_of(t);
-    if (!r) return;
-    uint32_t stack = 0;
-    if (mp_load_relaxed(&mp_pyenv.walk)) {
-        stack = event_stack(t, r, kind);
-    } else if (mp_native) {
-        stack = event_stack_slow(t, r, kind);
-    }
-    /* Written in place: nothing else pushes into this ring meanwhile (one owner, and the guard
-     * keeps this thread from re-entering). */
+/* Push one event record. Written in place: nothing else pushes into this ring meanwhile (one
+ * owner, and the guard keeps this thread from re-entering). */
+static MP_ALWAYS_INLINE void
+push_event(mp_thread_t *t, mp_ring_t *r, unsigned kind, unsigned allocator, const void *ptr,
+           size_t size, uint32_t stack) {
     mp_rec_t *rec = mp_ring_reserve(r, &mp_abandon);
     if (rec) {
         /* Relaxed is enough: the order that matters is between the RMWs on this one counter,
@@ -347,6 +365,35 @@ mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *
         mp_ring_publish(r);
     }
     pushed(t, r);
+}
+
+uint32_t
+mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr, size_t size) {
+    if (MP_UNLIKELY(t->frees_only) && kind == MP_EV_ALLOC) return 0;
+    if (MP_UNLIKELY(mp_load_relaxed(&mp_python_watch))) mp_python_recheck();
+    mp_ring_t *r = ring_of(t);
+    if (!r) return 0;
+    uint32_t stack = 0;
+    if (mp_load_relaxed(&mp_pyenv.walk)) {
+        stack = event_stack(t, r, kind);
+    } else if (mp_native) {
+        stack = event_stack_slow(t, r, kind);
+    }
+    push_event(t, r, kind, allocator, ptr, size, stack);
+    return stack;
+}
+
+void
+mp_capture_event_same(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
+                      size_t size, uint32_t stack) {
+    if (MP_UNLIKELY(t->frees_only) && kind == MP_EV_ALLOC) return;
+    if (mp_native && kind == MP_EV_ALLOC) {
+        /* Allocations get native stacks, frees do not: not the same stack. */
+        mp_capture_event(t, kind, allocator, ptr, size);
+        return;
+    }
+    mp_ring_t *r = ring_of(t);
+    if (r) push_event(t, r, kind, allocator, ptr, size, stack);
 }
 
 void

@@ -61,9 +61,14 @@ uint32_t mp_capture_python_stack(const uint64_t **frames, uint32_t *n);
 
 int mp_capture_init(int native, int depth); /* once, from the constructor; 0 or -1 */
 /* Record one event of kind MP_EV_* for allocator MP_ALLOC_*. FREE: call before the real free;
- * ALLOC: after the real allocation returned. */
-void mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
-                      size_t size);
+ * ALLOC: after the real allocation returned. Returns the stack id recorded (0: none). */
+uint32_t mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
+                          size_t size);
+/* The second event of a realloc (its ALLOC, or REALLOC_FAIL), from the same point of the same
+ * thread as the FREE that mp_capture_event recorded with stack: the stack is not walked again
+ * (unless this ALLOC needs a native stack). */
+void mp_capture_event_same(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
+                           size_t size, uint32_t stack);
 /* Record a marker (MP_MARK_*) from the calling thread. */
 void mp_capture_marker(mp_thread_t *t, unsigned kind);
 /* Fork child: the calling thread keeps its ring, every other ring is reset. */

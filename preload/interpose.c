@@ -73,7 +73,7 @@ boot_size(const void *p) {
 
 static int resolve_state; /* 0 not started, 1 in progress, 2 done */
 
-void
+MP_NOINLINE void
 mp_interpose_resolve(void) {
     if (mp_load_acquire(&resolve_state) == 2) return;
     int expect = 0;
@@ -112,7 +112,7 @@ need_boot(void) {
 
 /* ---- the hooks --------------------------------------------------------------------------- */
 
-MP_EXPORT void *
+MP_EXPORT MP_FLATTEN void *
 malloc(size_t n) {
     if (MP_UNLIKELY(need_boot())) return boot_alloc(n, 16);
     mp_thread_t *t = &mp_thread;
@@ -124,7 +124,7 @@ malloc(size_t n) {
     return p;
 }
 
-MP_EXPORT void
+MP_EXPORT MP_FLATTEN void
 free(void *p) {
     if (!p || MP_UNLIKELY(is_boot(p))) return;
     if (MP_UNLIKELY(need_boot())) return; /* cannot happen: only boot blocks exist yet */
@@ -139,7 +139,7 @@ free(void *p) {
     t->guard--;
 }
 
-MP_EXPORT void *
+MP_EXPORT MP_FLATTEN void *
 calloc(size_t n, size_t m) {
     size_t total;
     if (MP_UNLIKELY(__builtin_mul_overflow(n, m, &total))) {
@@ -157,18 +157,24 @@ calloc(size_t n, size_t m) {
 }
 
 /* Shared by realloc and reallocarray; the caller has checked n for overflow. */
-static void *
+static MP_FLATTEN void *
 do_realloc(void *p, size_t n, unsigned allocator) {
     mp_thread_t *t = &mp_thread;
     if (!TRACKING(t)) return mp_real.realloc(p, n);
     t->guard++;
-    if (p) mp_capture_event(t, MP_EV_FREE, allocator, p, 0);
+    if (!p) {
+        void *q = mp_real.realloc(p, n);
+        if (q) mp_capture_event(t, MP_EV_ALLOC, allocator, q, n);
+        t->guard--;
+        return q;
+    }
+    uint32_t stack = mp_capture_event(t, MP_EV_FREE, allocator, p, 0);
     void *q = mp_real.realloc(p, n);
     if (q)
-        mp_capture_event(t, MP_EV_ALLOC, allocator, q, n);
-    else if (p && n != 0)
+        mp_capture_event_same(t, MP_EV_ALLOC, allocator, q, n, stack);
+    else if (n != 0)
         /* Failed: p is still the caller's, unchanged. realloc(p, 0) returning NULL freed p. */
-        mp_capture_event(t, MP_EV_REALLOC_FAIL, allocator, p, 0);
+        mp_capture_event_same(t, MP_EV_REALLOC_FAIL, allocator, p, 0, stack);
     t->guard--;
     return q;
 }

@@ -83,17 +83,6 @@ mp_pyframes_first_iframe(const uint8_t *ts) {
  * "dropped outer frames" marker when the chain is deeper than max (>= 2). */
 uint32_t mp_pyframes_walk_raw(const uint8_t *ts, uint64_t *raw, uint32_t max);
 
-/* The memo key of ts's stack: two words for every frame of the chain, in key[0 .. 2*max), and
- * its hash in *hash; with_entry: include 3.11's is_entry (only splicing reads it). Returns the
- * frames, or max + 1 if the chain is longer. Equal keys give equal walks (and so equal stacks) as
- * long as no code object in them was freed in between (mp_pycode_gen): the walk reads nothing else
- * that can change.
- *
- * This is the part run on every event, hence inline and lean: of each frame, skipped ones
- * included, the code pointer and the position word (3.11+: the instruction pointer, owner and
- * with_entry is_entry; <= 3.10: f_lasti and whether the frame is being destroyed, which ends both
- * walks), and nothing from code objects. It follows the same `previous` pointers and reads the same
- * fields as the walk, so it is as safe. */
 #define MP_PYKEY_DEAD (1ull << 40)
 static inline uint64_t
 mp_pykey_mix(uint64_t h, uint64_t code, uint64_t pos) {
@@ -106,41 +95,83 @@ static inline uint64_t
 mp_pykey_finish(uint64_t h, uint32_t n) {
     return (h ^ n) * 0x9e3779b97f4a7c15ull;
 }
+
+/* The innermost frame of ts's chain (a frame object <= 3.10, an interpreter frame 3.11+). */
+static inline const uint8_t *
+mp_pykey_first(const uint8_t *ts) {
+    const mp_pylayout_t *L = &mp_pyenv.L;
+    return L->ts_frame >= 0 ? mp_ldp(ts, L->ts_frame) : mp_pyframes_first_iframe(ts);
+}
+
+/* Frame f's two key words into *co and *pos, and the frame after it (NULL: the chain ends
+ * here). entry: the offset of 3.11's is_entry to include, or -1. */
+static inline const uint8_t *
+mp_pykey_frame(const uint8_t *f, int entry, uint64_t *co, uint64_t *pos) {
+    const mp_pylayout_t *L = &mp_pyenv.L;
+    if (L->ts_frame >= 0) {
+        int64_t rc = (int64_t)mp_ld64(f, 0); /* ob_refcnt */
+        *co = (uint64_t)(uintptr_t)mp_ldp(f, L->f_code);
+        *pos = (uint64_t)(uint32_t)(int32_t)mp_ld32(f, L->f_lasti);
+        if (rc > 0) return mp_ldp(f, L->f_back);
+        *pos |= MP_PYKEY_DEAD; /* being destroyed: ends both walks */
+        return NULL;
+    }
+    /* User-space pointers leave the top 16 bits free for the two flag bytes. */
+    *co = (uint64_t)(uintptr_t)mp_ldp(f, L->if_code);
+    *pos = (uint64_t)(uintptr_t)mp_ldp(f, L->if_instr) | (uint64_t)f[L->if_owner] << 48;
+    if (entry >= 0) *pos |= (uint64_t)f[entry] << 56;
+    return mp_ldp(f, L->if_previous);
+}
+
+/* is_entry (3.11) only marks where splicing into native stacks goes. */
+static inline int
+mp_pykey_entry(int with_entry) {
+    return with_entry ? mp_pyenv.L.if_is_entry : -1;
+}
+
+/* The memo key of ts's stack: two words for every frame of the chain, in key[0 .. 2*max), and
+ * its hash in *hash; with_entry: include 3.11's is_entry (only splicing reads it). Returns the
+ * frames, or max + 1 if the chain is longer. Equal keys give equal walks (and so equal stacks) as
+ * long as no code object in them was freed in between (mp_pycode_gen): the walk reads nothing else
+ * that can change.
+ *
+ * This is the part run on every event, hence inline and lean: of each frame, skipped ones
+ * included, the code pointer and the position word (3.11+: the instruction pointer, owner and
+ * with_entry is_entry; <= 3.10: f_lasti and whether the frame is being destroyed, which ends both
+ * walks), and nothing from code objects. It follows the same `previous` pointers and reads the same
+ * fields as the walk, so it is as safe. */
 static inline uint32_t
 mp_pyframes_key(const uint8_t *ts, uint64_t *key, uint32_t max, int with_entry, uint64_t *hash) {
-    const mp_pylayout_t *L = &mp_pyenv.L;
+    const int entry = mp_pykey_entry(with_entry);
     uint32_t n = 0;
     uint64_t h = 0;
-    if (L->ts_frame >= 0) {
-        for (const uint8_t *f = mp_ldp(ts, L->ts_frame); f; f = mp_ldp(f, L->f_back)) {
-            if (n == max) return max + 1;
-            int64_t rc = (int64_t)mp_ld64(f, 0); /* ob_refcnt */
-            uint64_t co = (uint64_t)(uintptr_t)mp_ldp(f, L->f_code);
-            uint64_t pos = (uint64_t)(uint32_t)(int32_t)mp_ld32(f, L->f_lasti);
-            if (rc <= 0) pos |= MP_PYKEY_DEAD;
-            key[2 * n] = co;
-            key[2 * n + 1] = pos;
-            h = mp_pykey_mix(h, co, pos);
-            n++;
-            if (rc <= 0) break;
-        }
-    } else {
-        /* is_entry (3.11) only marks where splicing into native stacks goes. */
-        const int owner = L->if_owner, entry = with_entry ? L->if_is_entry : -1;
-        for (const uint8_t *f = mp_pyframes_first_iframe(ts); f; f = mp_ldp(f, L->if_previous)) {
-            if (n == max) return max + 1;
-            /* User-space pointers leave the top 16 bits free for the two flag bytes. */
-            uint64_t co = (uint64_t)(uintptr_t)mp_ldp(f, L->if_code);
-            uint64_t pos = (uint64_t)(uintptr_t)mp_ldp(f, L->if_instr) | (uint64_t)f[owner] << 48;
-            if (entry >= 0) pos |= (uint64_t)f[entry] << 56;
-            key[2 * n] = co;
-            key[2 * n + 1] = pos;
-            h = mp_pykey_mix(h, co, pos);
-            n++;
-        }
+    for (const uint8_t *f = mp_pykey_first(ts); f; n++) {
+        if (n == max) return max + 1;
+        uint64_t co, pos;
+        f = mp_pykey_frame(f, entry, &co, &pos);
+        key[2 * n] = co;
+        key[2 * n + 1] = pos;
+        h = mp_pykey_mix(h, co, pos);
     }
     *hash = mp_pykey_finish(h, n);
     return n;
+}
+
+/* Whether the chain from frame f on is exactly the n frames of a key: the first ninline pairs
+ * in key, the rest in deep. Reads what mp_pyframes_key reads, stores nothing: with a candidate
+ * key at hand this is the cheaper check. */
+static inline int
+mp_pyframes_match(const uint8_t *f, int entry, const uint64_t *key, uint32_t ninline,
+                  const uint64_t *deep, uint32_t n) {
+    uint32_t i = 0;
+    for (const uint64_t *k = key; i < n; i++, k += 2) {
+        if (i == ninline) k = deep;
+        if (!f) return 0;
+        uint64_t co, pos;
+        f = mp_pykey_frame(f, entry, &co, &pos);
+        if (co != k[0] || pos != k[1]) return 0;
+    }
+    return f == NULL;
 }
 
 /* Turn raw frames into frame values (FORMAT.md 5.4), registering code objects (pycode.h);

@@ -81,7 +81,7 @@ static domain_t domains[INSTALL_SETS][3];
 static int sets_used;
 int mp_python_watch;
 
-static void *
+static MP_FLATTEN void *
 hook_malloc(void *ctx, size_t n) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
@@ -93,7 +93,7 @@ hook_malloc(void *ctx, size_t n) {
     return p;
 }
 
-static void *
+static MP_FLATTEN void *
 hook_calloc(void *ctx, size_t n, size_t m) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
@@ -107,25 +107,31 @@ hook_calloc(void *ctx, size_t n, size_t m) {
     return p;
 }
 
-static void *
+static MP_FLATTEN void *
 hook_realloc(void *ctx, void *p, size_t n) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
     if (!mp_tracking(t)) return d->orig.realloc(d->orig.ctx, p, n);
     t->guard++;
-    if (p) mp_capture_event(t, MP_EV_FREE, d->allocator, p, 0); /* before: FORMAT.md 6 */
+    if (!p) {
+        void *q = d->orig.realloc(d->orig.ctx, p, n);
+        if (q) mp_capture_event(t, MP_EV_ALLOC, d->allocator, q, n);
+        t->guard--;
+        return q;
+    }
+    uint32_t stack = mp_capture_event(t, MP_EV_FREE, d->allocator, p, 0); /* before: FORMAT.md 6 */
     void *q = d->orig.realloc(d->orig.ctx, p, n);
     if (q)
-        mp_capture_event(t, MP_EV_ALLOC, d->allocator, q, n);
-    else if (p)
+        mp_capture_event_same(t, MP_EV_ALLOC, d->allocator, q, n, stack);
+    else
         /* PyMem realloc never frees on size 0 (it allocates 1 byte): NULL is a failure and p
          * is still the caller's. */
-        mp_capture_event(t, MP_EV_REALLOC_FAIL, d->allocator, p, 0);
+        mp_capture_event_same(t, MP_EV_REALLOC_FAIL, d->allocator, p, 0, stack);
     t->guard--;
     return q;
 }
 
-static void
+static MP_FLATTEN void
 hook_free(void *ctx, void *p) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
@@ -266,7 +272,7 @@ pending(void *arg) {
     return 0;
 }
 
-void
+MP_NOINLINE void
 mp_python_recheck(void) {
     if (mp_load_relaxed(&mp_python_running) || mp_load_acquire(&pending_state) == 2) {
         mp_store_relaxed(&mp_python_watch, 0);
