@@ -111,17 +111,18 @@ push(mp_thread_t *t, mp_ring_t *r, const mp_rec_t *rec) {
 #define MEMO_SETS (1u << MEMO_BITS)
 #define MEMO_WAYS 4u
 #define GUESS_BITS 8u
-#define KEY_MAX 128u  /* deeper chains are walked every time */
-#define KEY_INLINE 6u /* frames of the key kept in the way itself */
+#define KEY_MAX 128u  /* frames; deeper chains are walked every time */
+#define KEY_WORDS 12u /* words of the key kept in the way itself (pyframes.h: 1 or 2 per frame) */
+#define DEEP_WORDS (2 * KEY_MAX - KEY_WORDS)
 typedef struct memo_way_s {
-    _Alignas(64) uint64_t h;      /* hash of the key */
-    uint32_t n;                   /* key frames; 0 = empty */
-    uint32_t gen;                 /* mp_pycode_gen when filled */
-    uint32_t id;                  /* interned Python-only stack */
-    uint16_t nf;                  /* resolved frames */
-    uint16_t store;               /* index into the storage arrays */
-    uint64_t key[2 * KEY_INLINE]; /* the key's first frames; the rest in deep[store] */
-} memo_way_t;                     /* two cache lines */
+    _Alignas(64) uint64_t h; /* hash of the key */
+    uint32_t n;              /* key frames; 0 = empty */
+    uint32_t gen;            /* mp_pycode_gen when filled */
+    uint32_t id;             /* interned Python-only stack */
+    uint16_t nf;             /* resolved frames */
+    uint16_t store;          /* index into the storage arrays */
+    uint64_t key[KEY_WORDS]; /* the key's first words; the rest in deep[store] */
+} memo_way_t;                /* two cache lines */
 
 /* The scratch mapping. key is the current event's (off the thread's stack, which may be small;
  * a thread never re-enters capture: its guard, capture.h). */
@@ -129,7 +130,7 @@ typedef struct memo_area_s {
     memo_way_t way[MEMO_SETS][MEMO_WAYS]; /* [0] filled most recently */
     uint16_t guess[1u << GUESS_BITS];     /* innermost frame's hash -> way index (python_stack) */
     uint64_t key[2 * KEY_MAX];
-    uint64_t deep[MEMO_SETS * MEMO_WAYS][2 * (KEY_MAX - KEY_INLINE)];
+    uint64_t deep[MEMO_SETS * MEMO_WAYS][DEEP_WORDS];
     uint64_t frames[MEMO_SETS * MEMO_WAYS][MP_PY_DEPTH];
     uint8_t ends[MEMO_SETS * MEMO_WAYS][MP_PY_DEPTH];
 } memo_area_t;
@@ -151,18 +152,15 @@ memo_map(mp_ring_t *r) {
     return a;
 }
 
+/* Whether way e holds the key of n frames (nw words) in key, hashed to h, at generation gen. */
 static inline int
 way_matches(const memo_area_t *a, const memo_way_t *e, const uint64_t *key, uint64_t h, uint32_t n,
-            uint32_t gen) {
+            uint32_t nw, uint32_t gen) {
     if (e->h != h || e->n != n || e->gen != gen) return 0;
-    if (MP_LIKELY(n <= KEY_INLINE)) {
-        for (uint32_t i = 0; i < 2 * n; i++)
-            if (key[i] != e->key[i]) return 0;
-        return 1;
-    }
-    for (uint32_t i = 0; i < 2 * KEY_INLINE; i++)
+    uint32_t in = nw < KEY_WORDS ? nw : KEY_WORDS;
+    for (uint32_t i = 0; i < in; i++)
         if (key[i] != e->key[i]) return 0;
-    return memcmp(key + 2 * KEY_INLINE, a->deep[e->store], (size_t)(n - KEY_INLINE) * 16) == 0;
+    return nw == in || memcmp(key + in, a->deep[e->store], (size_t)(nw - in) * 8) == 0;
 }
 
 /* Miss: the validated walk of ts's stack, resolved and interned into set[0] (the oldest way
@@ -190,10 +188,9 @@ memo_fill(memo_area_t *a, memo_way_t *set, const uint8_t *ts, uint32_t nk, uint6
         return NULL;
     }
     if (nk <= KEY_MAX) {
-        const uint64_t *key = a->key;
-        uint32_t in = nk < KEY_INLINE ? nk : KEY_INLINE;
-        memcpy(m->key, key, (size_t)in * 16);
-        memcpy(a->deep[store], key + 2 * in, (size_t)(nk - in) * 16);
+        uint32_t nw = nk * mp_pykey_words(), in = nw < KEY_WORDS ? nw : KEY_WORDS;
+        memcpy(m->key, a->key, (size_t)in * 8);
+        memcpy(a->deep[store], a->key + in, (size_t)(nw - in) * 8);
         m->h = h;
         m->gen = gen;
         m->n = nk;
@@ -209,8 +206,9 @@ memo_lookup(memo_area_t *a, const uint8_t *ts, uint32_t gen) {
     if (nk == 0) return NULL;
     memo_way_t *set = a->way[h >> (64 - MEMO_BITS)]; /* the product's top bits are its best mixed */
     if (MP_LIKELY(nk <= KEY_MAX)) {
+        uint32_t nw = nk * mp_pykey_words();
         for (uint32_t w = 0; w < MEMO_WAYS; w++)
-            if (way_matches(a, &set[w], a->key, h, nk, gen)) return &set[w];
+            if (way_matches(a, &set[w], a->key, h, nk, nw, gen)) return &set[w];
     }
     return memo_fill(a, set, ts, nk, h, gen);
 }
@@ -231,16 +229,25 @@ python_stack(const mp_thread_t *t, mp_ring_t *r, const memo_area_t **area, int n
     memo_area_t *a = r->scratch;
     if (MP_UNLIKELY(!a) && !(a = memo_map(r))) return NULL;
     *area = a;
-    const uint8_t *f = mp_pykey_first(ts);
-    if (!f) return NULL;
     const int entry = mp_pykey_entry(native);
     uint32_t gen = mp_load_relaxed(&mp_pycode_gen);
-    uint64_t co, pos;
-    const uint8_t *next = mp_pykey_frame(f, entry, &co, &pos);
-    uint16_t *guess = &a->guess[((co ^ pos) * 0x9e3779b97f4a7c15ull) >> (64 - GUESS_BITS)];
+    /* The innermost frame's key words (one or two, pyframes.h) pick the guess. */
+    uint64_t w0, w1 = 0;
+    uint32_t nw;
+    const uint8_t *f, *next;
+    if (mp_pyenv.L.ts_frame >= 0) {
+        if (!(f = mp_ldp(ts, mp_pyenv.L.ts_frame))) return NULL;
+        next = mp_pykey_fo(f, &w0, &w1);
+        nw = 2;
+    } else {
+        if (!(f = mp_pyframes_first_iframe(ts))) return NULL;
+        next = mp_pykey_if(f, entry, &w0);
+        nw = 1;
+    }
+    uint16_t *guess = &a->guess[((w0 ^ w1) * 0x9e3779b97f4a7c15ull) >> (64 - GUESS_BITS)];
     const memo_way_t *e = &a->way[0][0] + *guess;
-    if (MP_LIKELY(e->key[0] == co && e->key[1] == pos && e->gen == gen && e->n != 0) &&
-        MP_LIKELY(mp_pyframes_match(next, entry, e->key + 2, KEY_INLINE - 1, a->deep[e->store],
+    if (MP_LIKELY(e->key[0] == w0 && (nw == 1 || e->key[1] == w1) && e->gen == gen && e->n != 0) &&
+        MP_LIKELY(mp_pyframes_match(next, entry, e->key + nw, KEY_WORDS - nw, a->deep[e->store],
                                     e->n - 1)))
         return e;
     e = memo_lookup(a, ts, gen);

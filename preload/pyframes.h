@@ -96,28 +96,36 @@ mp_pykey_finish(uint64_t h, uint32_t n) {
     return (h ^ n) * 0x9e3779b97f4a7c15ull;
 }
 
-/* The innermost frame of ts's chain (a frame object <= 3.10, an interpreter frame 3.11+). */
-static inline const uint8_t *
-mp_pykey_first(const uint8_t *ts) {
-    const mp_pylayout_t *L = &mp_pyenv.L;
-    return L->ts_frame >= 0 ? mp_ldp(ts, L->ts_frame) : mp_pyframes_first_iframe(ts);
+/* Key words per frame. Frame objects (<= 3.10): two, the code object and the position (f_lasti,
+ * and whether the frame is being destroyed, which ends both walks). Interpreter frames (3.11+):
+ * one, the instruction pointer with the owner byte (and with_entry is_entry) in its top 16 bits.
+ * The instruction pointer names the code object too: the bytecode is inside the code object
+ * (co_code_adaptive; before the first instruction it points just before it, still inside), a
+ * frame holds a reference to its code object, so while a frame lives no other code object
+ * overlaps that address, and a code object freed since the key was taken ends the key's use
+ * (mp_pycode_gen). */
+static inline uint32_t
+mp_pykey_words(void) {
+    return mp_pyenv.L.ts_frame >= 0 ? 2u : 1u;
 }
 
-/* Frame f's two key words into *co and *pos, and the frame after it (NULL: the chain ends
- * here). entry: the offset of 3.11's is_entry to include, or -1. */
+/* <= 3.10: frame object f's key words, and the frame after it (NULL: the chain ends here). */
 static inline const uint8_t *
-mp_pykey_frame(const uint8_t *f, int entry, uint64_t *co, uint64_t *pos) {
+mp_pykey_fo(const uint8_t *f, uint64_t *co, uint64_t *pos) {
     const mp_pylayout_t *L = &mp_pyenv.L;
-    if (L->ts_frame >= 0) {
-        int64_t rc = (int64_t)mp_ld64(f, 0); /* ob_refcnt */
-        *co = (uint64_t)(uintptr_t)mp_ldp(f, L->f_code);
-        *pos = (uint64_t)(uint32_t)(int32_t)mp_ld32(f, L->f_lasti);
-        if (rc > 0) return mp_ldp(f, L->f_back);
-        *pos |= MP_PYKEY_DEAD; /* being destroyed: ends both walks */
-        return NULL;
-    }
-    /* User-space pointers leave the top 16 bits free for the two flag bytes. */
-    *co = (uint64_t)(uintptr_t)mp_ldp(f, L->if_code);
+    int64_t rc = (int64_t)mp_ld64(f, 0); /* ob_refcnt */
+    *co = (uint64_t)(uintptr_t)mp_ldp(f, L->f_code);
+    *pos = (uint64_t)(uint32_t)(int32_t)mp_ld32(f, L->f_lasti);
+    if (rc > 0) return mp_ldp(f, L->f_back);
+    *pos |= MP_PYKEY_DEAD; /* being destroyed: ends both walks */
+    return NULL;
+}
+
+/* 3.11+: interpreter frame f's key word, and the frame after it. entry: the offset of 3.11's
+ * is_entry to include, or -1. User-space pointers leave the top 16 bits free for the flags. */
+static inline const uint8_t *
+mp_pykey_if(const uint8_t *f, int entry, uint64_t *pos) {
+    const mp_pylayout_t *L = &mp_pyenv.L;
     *pos = (uint64_t)(uintptr_t)mp_ldp(f, L->if_instr) | (uint64_t)f[L->if_owner] << 48;
     if (entry >= 0) *pos |= (uint64_t)f[entry] << 56;
     return mp_ldp(f, L->if_previous);
@@ -129,47 +137,63 @@ mp_pykey_entry(int with_entry) {
     return with_entry ? mp_pyenv.L.if_is_entry : -1;
 }
 
-/* The memo key of ts's stack: two words for every frame of the chain, in key[0 .. 2*max), and
- * its hash in *hash; with_entry: include 3.11's is_entry (only splicing reads it). Returns the
- * frames, or max + 1 if the chain is longer. Equal keys give equal walks (and so equal stacks) as
- * long as no code object in them was freed in between (mp_pycode_gen): the walk reads nothing else
- * that can change.
+/* The memo key of ts's stack: mp_pykey_words() words for every frame of the chain, in
+ * key[0 .. 2*max), and its hash in *hash; with_entry: include 3.11's is_entry (only splicing
+ * reads it). Returns the frames, or max + 1 if the chain is longer. Equal keys give equal walks
+ * (and so equal stacks) as long as no code object in them was freed in between (mp_pycode_gen):
+ * the walk reads nothing else that can change.
  *
- * This is the part run on every event, hence inline and lean: of each frame, skipped ones
- * included, the code pointer and the position word (3.11+: the instruction pointer, owner and
- * with_entry is_entry; <= 3.10: f_lasti and whether the frame is being destroyed, which ends both
- * walks), and nothing from code objects. It follows the same `previous` pointers and reads the same
- * fields as the walk, so it is as safe. */
+ * Run on every event the guess of capture.c misses, hence inline and lean: of each frame, skipped
+ * ones included, the key words, and nothing from code objects. It follows the same `previous`
+ * pointers and reads the same fields as the walk, so it is as safe. */
 static inline uint32_t
 mp_pyframes_key(const uint8_t *ts, uint64_t *key, uint32_t max, int with_entry, uint64_t *hash) {
-    const int entry = mp_pykey_entry(with_entry);
+    const mp_pylayout_t *L = &mp_pyenv.L;
     uint32_t n = 0;
-    uint64_t h = 0;
-    for (const uint8_t *f = mp_pykey_first(ts); f; n++) {
-        if (n == max) return max + 1;
-        uint64_t co, pos;
-        f = mp_pykey_frame(f, entry, &co, &pos);
-        key[2 * n] = co;
-        key[2 * n + 1] = pos;
-        h = mp_pykey_mix(h, co, pos);
+    uint64_t h = 0, co, pos;
+    if (L->ts_frame >= 0) {
+        for (const uint8_t *f = mp_ldp(ts, L->ts_frame); f; n++) {
+            if (n == max) return max + 1;
+            f = mp_pykey_fo(f, &co, &pos);
+            key[2 * n] = co;
+            key[2 * n + 1] = pos;
+            h = mp_pykey_mix(h, co, pos);
+        }
+    } else {
+        const int entry = mp_pykey_entry(with_entry);
+        for (const uint8_t *f = mp_pyframes_first_iframe(ts); f; n++) {
+            if (n == max) return max + 1;
+            f = mp_pykey_if(f, entry, &pos);
+            key[n] = pos;
+            h = mp_pykey_mix(h, 0, pos);
+        }
     }
     *hash = mp_pykey_finish(h, n);
     return n;
 }
 
-/* Whether the chain from frame f on is exactly the n frames of a key: the first ninline pairs
- * in key, the rest in deep. Reads what mp_pyframes_key reads, stores nothing: with a candidate
- * key at hand this is the cheaper check. */
+/* Whether the chain from frame f on is exactly the n frames of a key: its first ninline words in
+ * key (a whole number of frames), the rest in deep. Reads what mp_pyframes_key reads and stores
+ * nothing: with a candidate key at hand this is the cheaper check. */
 static inline int
 mp_pyframes_match(const uint8_t *f, int entry, const uint64_t *key, uint32_t ninline,
                   const uint64_t *deep, uint32_t n) {
-    uint32_t i = 0;
-    for (const uint64_t *k = key; i < n; i++, k += 2) {
-        if (i == ninline) k = deep;
-        if (!f) return 0;
-        uint64_t co, pos;
-        f = mp_pykey_frame(f, entry, &co, &pos);
-        if (co != k[0] || pos != k[1]) return 0;
+    uint64_t co, pos;
+    const uint64_t *k = key;
+    if (mp_pyenv.L.ts_frame >= 0) {
+        for (uint32_t i = 0; i < n; i++, k += 2) {
+            if (2 * i == ninline) k = deep;
+            if (!f) return 0;
+            f = mp_pykey_fo(f, &co, &pos);
+            if (co != k[0] || pos != k[1]) return 0;
+        }
+    } else {
+        for (uint32_t i = 0; i < n; i++, k++) {
+            if (i == ninline) k = deep;
+            if (!f) return 0;
+            f = mp_pykey_if(f, entry, &pos);
+            if (pos != k[0]) return 0;
+        }
     }
     return f == NULL;
 }
