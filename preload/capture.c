@@ -88,21 +88,22 @@ push(mp_thread_t *t, mp_ring_t *r, const mp_rec_t *rec) {
     pushed(t, r);
 }
 
-/* Per-thread memo of recent Python stacks. Every event reads the stack's key and its hash
- * (pyframes.h: two words per frame, nothing from code objects); a key seen before with no code
- * object freed since (mp_pycode_gen) gives the stack interned then, skipping the validated
- * walk, the code lookups and the interning. Events very often repeat one of a few recent stacks
- * (a loop body): a 4-way set-associative cache of 256 sets indexed by the hash, each set in
- * fill order (a miss evicts the oldest). A way holds what a hit reads in two cache lines (header
- * and the key's first frames); the rest of a deep key, and the frames (for splicing), are in
- * per-way storage. Sized on scripts/bench_py/mix.py: with 64 sets of 2 ways its working set of
- * stacks thrashed, and with 256 sets of 2 ways three hot stacks sharing a set could still miss
- * on every event (a miss costs some 2400 instructions, a hit about 100). The mapping is touched
- * only where used.
+/* Per-thread memo of recent Python stacks (docs/dev/python-frames.md 8.1). A stack's key is one
+ * or two words per frame (pyframes.h), nothing from code objects; a key seen before with no code
+ * object freed since (mp_pycode_gen) gives the stack interned then, skipping the validated walk,
+ * the code lookups and the interning. Events very often repeat one of a few recent stacks (a loop
+ * body): a 4-way set-associative cache of 256 sets indexed by the key's hash, each set in fill
+ * order (a miss evicts the oldest). A way holds what a hit reads in two cache lines (header and
+ * the key's first words); the rest of a deep key, and the frames (for splicing), are in per-way
+ * storage. Sized on scripts/bench_py/mix.py: with 64 sets of 2 ways its working set of stacks
+ * thrashed, and with 256 sets of 2 ways three hot stacks sharing a set could still miss on every
+ * event (a miss costs some 2400 instructions, a hit about 100). The mapping is touched only where
+ * used. Before the memo, a guess table (python_stack) usually names the right way from the
+ * innermost frame alone.
  *
  * The budget is tight: a Python allocation costs the interpreter some 400 instructions, and a
  * 1.3x overhead leaves about 120 for everything memprof does on the thread (scripts/bench).
- * The hit path is therefore inlined into mp_capture_event; misses go out of line.
+ * The hit path is therefore inlined into the hooks; misses go out of line.
  *
  * The memo lives in the ring's scratch mapping: rings are owned by one thread at a time and the
  * memo's content (code addresses -> stack id) is valid process-wide, so it survives a change of
