@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "version.h" /* MP_FORMAT_MAJOR, MP_FORMAT_MINOR: set once in CMakeLists.txt */
 
@@ -120,6 +121,31 @@ size_t mp_varint_put(uint8_t *p, uint64_t v);
 /* Read a varint from [*p, end); advances *p. Returns 0, or -1 if it runs past end or is longer
  * than 10 bytes / overflows 64 bits. Never reads at or past end. */
 int mp_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v);
+
+/* The writer's fast path: the same bytes as mp_varint_put, in one PDEP (a value of up to 56 bits
+ * spread over 7-bit groups) and one 8-byte store, which may write up to 7 bytes past the varint:
+ * the caller keeps that much slack. Only where mp_varint_fast_init() returned nonzero (x86-64
+ * with BMI2 and LZCNT, not AMD before family 19h, whose PDEP is microcoded and slow); it also
+ * fills the tables, by the count of leading zero bits: the length, and the continuation bits of
+ * all bytes but the last. */
+int mp_varint_fast_init(void);
+#if defined(__x86_64__)
+#include <immintrin.h>
+extern uint8_t mp_varint_len[64];
+extern uint64_t mp_varint_cont[64];
+__attribute__((target("bmi2,lzcnt"))) static inline size_t
+mp_varint_put_fast(uint8_t *p, uint64_t v) {
+    if (v < 0x80) {
+        *p = (uint8_t)v;
+        return 1;
+    }
+    if (v >> 56) return mp_varint_put(p, v);
+    unsigned z = (unsigned)__builtin_clzll(v); /* 8 .. 56 */
+    uint64_t x = _pdep_u64(v, 0x7f7f7f7f7f7f7f7full) | mp_varint_cont[z];
+    memcpy(p, &x, 8);
+    return mp_varint_len[z];
+}
+#endif
 
 static inline uint64_t
 mp_zigzag(int64_t v) {
