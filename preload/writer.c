@@ -16,6 +16,7 @@
 #include "capture.h"
 #include "config.h"
 #include "modules.h"
+#include "pyframes.h"
 #include "pycode.h"
 #include "python.h"
 #include "ring.h"
@@ -142,20 +143,69 @@ emit_process(void) {
     put_record(MP_REC_PROCESS, W.scratch, (size_t)(p - W.scratch));
 }
 
+/* STACK records share most of their bytes: stacks are emitted in interning order, and one
+ * interned after another mostly shares its outer frames (the tail of the array: at start-up
+ * imports nest 20-40 frames deep, and each new line or call below makes a new stack). A frame's
+ * bytes depend only on it and the frame before it, so past the first frame of a common tail they
+ * are the previous record's. The frames are encoded right-aligned in S.enc, S.tail[k] being the
+ * size of the last k frames' bytes; a stack encodes, to the left of what it keeps, only its
+ * frames before the common tail and the tail's first, then its id and n. */
+#define STACK_FRAMES_MAX (MP_DEPTH_MAX + MP_PY_DEPTH) /* the deepest stack capture.c interns */
+#define STACK_ENC_CAP ((STACK_FRAMES_MAX + 2) * MP_VARINT_MAX)
+static struct {
+    const uint64_t *frames; /* the stack whose bytes end S.enc (the table's copy), or NULL */
+    uint32_t n;
+    uint32_t tail[STACK_FRAMES_MAX + 1]; /* tail[0] stays 0 */
+    uint8_t *enc;                        /* STACK_ENC_CAP bytes, mmap'd */
+} S;
+
+static inline size_t
+varint_len(uint64_t v) {
+    return 1 + (size_t)(63 - __builtin_clzll(v | 1)) / 7;
+}
+
+/* frames: the stack table's copy (stacks.h), which S keeps pointing at. */
 static void
 emit_stack(void *ctx, uint32_t id, const uint64_t *frames, uint32_t n) {
     (void)ctx;
-    /* A stack of MP_DEPTH_MAX frames takes at most 2 + 256*10 varint bytes < SCRATCH_CAP. */
-    uint8_t *p = W.scratch;
-    p += mp_varint_put(p, id);
-    p += mp_varint_put(p, n);
-    uint64_t prev = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        p += mp_varint_put(p, mp_zigzag((int64_t)(frames[i] - prev)));
-        prev = frames[i];
-    }
-    put_record(MP_REC_STACK, W.scratch, (size_t)(p - W.scratch));
     W.new_stacks = 1;
+    uint8_t *end = S.enc + STACK_ENC_CAP, *p;
+    if (n > STACK_FRAMES_MAX) {
+        /* Not made by capture.c; encoded on its own (a stack of n frames takes at most
+         * 2 + 10 n bytes: SCRATCH_CAP is far larger than any stack interned). */
+        p = W.scratch;
+        p += mp_varint_put(p, id);
+        p += mp_varint_put(p, n);
+        uint64_t prev = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            p += mp_varint_put(p, mp_zigzag((int64_t)(frames[i] - prev)));
+            prev = frames[i];
+        }
+        put_record(MP_REC_STACK, W.scratch, (size_t)(p - W.scratch));
+        S.frames = NULL;
+        return;
+    }
+    uint32_t keep = 0; /* last frames whose bytes are in place */
+    if (S.frames) {
+        uint32_t common = 0, most = n < S.n ? n : S.n;
+        while (common < most && frames[n - 1 - common] == S.frames[S.n - 1 - common]) common++;
+        keep = common ? common - 1 : 0;
+    }
+    p = end - S.tail[keep];
+    for (uint32_t j = n - keep; j-- > 0;) {
+        uint64_t v = mp_zigzag((int64_t)(frames[j] - (j ? frames[j - 1] : 0)));
+        p -= varint_len(v);
+        mp_varint_put(p, v);
+        S.tail[n - j] = (uint32_t)(end - p);
+    }
+    uint8_t head[2 * MP_VARINT_MAX];
+    size_t h = mp_varint_put(head, id);
+    h += mp_varint_put(head + h, n);
+    p -= h;
+    memcpy(p, head, h);
+    put_record(MP_REC_STACK, p, (size_t)(end - p));
+    S.frames = frames;
+    S.n = n;
 }
 
 static void
@@ -450,11 +500,13 @@ mp_writer_start(const mp_writer_opts_t *opts) {
     W.o = *opts;
     if (!W.chunk) W.chunk = mp_sys_map(MP_CHUNK_HEADER_SIZE + CHUNK_CAP);
     if (!W.scratch) W.scratch = mp_sys_map(SCRATCH_CAP);
+    if (!S.enc) S.enc = mp_sys_map(STACK_ENC_CAP);
     W.add_events = add_events_plain;
 #if defined(__x86_64__)
     if (mp_varint_fast_init()) W.add_events = add_events_bmi2;
 #endif
-    if (!W.chunk || !W.scratch || mp_modules_init() != 0) return -1;
+    if (!W.chunk || !W.scratch || !S.enc || mp_modules_init() != 0) return -1;
+    S.frames = NULL;
     W.len = 0;
     W.failed = W.stop = W.done = W.sleeping = 0;
     W.events = W.allocs = W.frees = W.alloc_bytes = 0;
