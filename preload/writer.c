@@ -187,8 +187,10 @@ emit_stack(void *ctx, uint32_t id, const uint64_t *frames, uint32_t n) {
     }
     uint32_t keep = 0; /* last frames whose bytes are in place */
     if (S.frames) {
-        uint32_t common = 0, most = n < S.n ? n : S.n;
-        while (common < most && frames[n - 1 - common] == S.frames[S.n - 1 - common]) common++;
+        const uint64_t *a = frames + n, *b = S.frames + S.n, *stop = a - (n < S.n ? n : S.n);
+        while (a - stop >= 2 && ((a[-1] ^ b[-1]) | (a[-2] ^ b[-2])) == 0) a -= 2, b -= 2;
+        if (a > stop && a[-1] == b[-1]) a--;
+        uint32_t common = (uint32_t)(frames + n - a);
         keep = common ? common - 1 : 0;
     }
     p = end - S.tail[keep];
