@@ -45,18 +45,12 @@ mp_stacks_init(size_t nslots, size_t arena_bytes) {
     return 0;
 }
 
+/* Outermost frame first (stacks.h). */
 static uint64_t
 hash_frames(const uint64_t *f, uint32_t n) {
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
-    for (uint32_t i = 0; i < n; i++) {
-        h ^= f[i];
-        h *= 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
-    }
-    h ^= h >> 29;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 32;
-    return h;
+    uint64_t h = MP_STACKS_HASH_SEED;
+    for (uint32_t i = n; i-- > 0;) h = mp_stacks_hash_step(h, f[i]);
+    return mp_stacks_hash_finish(h, n);
 }
 
 static entry_t *
@@ -64,15 +58,9 @@ entry_at(size_t off) {
     return (entry_t *)(arena + off);
 }
 
-uint32_t
-mp_stacks_intern(const uint64_t *frames, uint32_t n) {
-    const uint64_t *stored;
-    return mp_stacks_intern_ref(frames, n, &stored);
-}
-
-uint32_t
-mp_stacks_intern_ref(const uint64_t *frames, uint32_t n, const uint64_t **stored) {
-    uint64_t h = hash_frames(frames, n);
+/* h: the stack's hash_frames. */
+static uint32_t
+intern(const uint64_t *frames, uint32_t n, uint64_t h, const uint64_t **stored) {
     uint64_t tag = h >> 40; /* 24 bits */
     size_t i = (size_t)h & slot_mask;
     entry_t *mine = NULL;
@@ -113,6 +101,23 @@ mp_stacks_intern_ref(const uint64_t *frames, uint32_t n, const uint64_t **stored
     }
     if (mine) mp_store_release(&mine->state, (uint32_t)st_dead);
     return 0;
+}
+
+uint32_t
+mp_stacks_intern(const uint64_t *frames, uint32_t n) {
+    const uint64_t *stored;
+    return intern(frames, n, hash_frames(frames, n), &stored);
+}
+
+uint32_t
+mp_stacks_intern_hashed(const uint64_t *frames, uint32_t n, uint64_t hash) {
+    const uint64_t *stored;
+    return intern(frames, n, hash, &stored);
+}
+
+uint32_t
+mp_stacks_intern_ref(const uint64_t *frames, uint32_t n, const uint64_t **stored) {
+    return intern(frames, n, hash_frames(frames, n), stored);
 }
 
 int

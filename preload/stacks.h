@@ -22,6 +22,27 @@ uint32_t mp_stacks_intern(const uint64_t *frames, uint32_t n);
 /* Same, and *stored points at the table's copy of the frames (valid for the process's life). */
 uint32_t mp_stacks_intern_ref(const uint64_t *frames, uint32_t n, const uint64_t **stored);
 
+/* The table's hash of a stack, exposed so that a caller building stacks from the outside in
+ * (pymiss.h: a new stack mostly shares its outer frames with the one before) hashes only the
+ * frames it adds: h = MP_STACKS_HASH_SEED, then h = mp_stacks_hash_step(h, frames[i]) for i from
+ * n - 1 down to 0 (outermost first), then mp_stacks_hash_finish(h, n). */
+#define MP_STACKS_HASH_SEED 0x9e3779b97f4a7c15ull
+static inline uint64_t
+mp_stacks_hash_step(uint64_t h, uint64_t frame) {
+    h ^= frame;
+    h *= 0xff51afd7ed558ccdull;
+    return h ^ (h >> 32);
+}
+static inline uint64_t
+mp_stacks_hash_finish(uint64_t h, uint32_t n) {
+    h ^= n;
+    h ^= h >> 29;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 32);
+}
+/* mp_stacks_intern, given the stack's hash (computed as above). */
+uint32_t mp_stacks_intern_hashed(const uint64_t *frames, uint32_t n, uint64_t hash);
+
 /* Writer side: iterate entries from *cursor (start at 0). Returns 1 and fills id, frames, n
  * for the next valid entry; 0 when the next entry is still being written or the end is reached
  * (call again later with the same cursor). */
