@@ -1,0 +1,29 @@
+/* pymiss.h - the Python memo's miss path in one call: from a stack's key to its interned stack.
+ *
+ * capture.c's memo (pyframes.h) misses when a thread's stack is new to it. Walking, resolving and
+ * interning the whole stack (mp_pyframes_walk_raw, mp_pyframes_resolve, mp_stacks_intern) costs
+ * some 130 instructions a frame, and stacks are deep where misses are many: at start-up imports
+ * nest 20-40 frames, and every new line or call below is a miss. Those misses mostly share their
+ * outer frames with the miss before, so mp_pyframes_intern keeps, per thread, the last miss's key
+ * and what its frames resolved to, counted from the outermost frame, and walks, resolves and
+ * hashes only the frames inside the common outer part. Same rules as pyframes.h: no allocation
+ * (the state is initial-exec TLS), no lock, plain loads of the calling thread's own frames.
+ *
+ * Declared apart from pyframes.h, which holds the memo's hit path.
+ */
+#ifndef MP_PYMISS_H
+#define MP_PYMISS_H
+
+#include <stdint.h>
+
+/* The stack of ts (the calling thread's) whose key is key[0 .. 2*nk) (mp_pyframes_key, nk its
+ * result: a chain deeper than the key, nk > max, is walked whole). Gives what
+ * mp_pyframes_walk_raw (max MP_PY_DEPTH), mp_pyframes_resolve and mp_stacks_intern give: the
+ * frames in out[0 .. *nf) (MP_PY_DEPTH room), their splice bits in ends[0 .. *nf), and the stack
+ * id, 0 when *nf is 0 or the stack table is full. Only the splice bits depend on the key holding
+ * 3.11's is_entry (with_entry): without it a frame shared with the last miss keeps the bit it had
+ * then (splicing, the only reader of those bits, asks for is_entry). */
+uint32_t mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t *out,
+                            uint8_t *ends, uint32_t *nf);
+
+#endif
