@@ -125,6 +125,30 @@ Test(stacks, ids_start_at_one_and_are_stable_for_many_stacks) {
     }
 }
 
+/* mp_stacks_intern_hashed with the hash built from the outside in, as stacks.h describes (and
+ * pyframes.c builds it, one frame at a time), finds what mp_stacks_intern interned and the
+ * other way round. */
+Test(stacks, hashed_interning_agrees_with_plain) {
+    init(1 << 15, 8 << 20);
+    uint64_t f[MAXLEN];
+    uint32_t n;
+    for (int k = 0; k < NSTACKS; k++) {
+        stack_k(k, f, &n);
+        uint64_t h = MP_STACKS_HASH_SEED;
+        for (uint32_t i = n; i-- > 0;) h = mp_stacks_hash_step(h, f[i]);
+        h = mp_stacks_hash_finish(h, n);
+        if (k % 2) {
+            uint32_t id = mp_stacks_intern_hashed(f, n, h);
+            cr_assert_geq(id, 1);
+            cr_assert_eq(mp_stacks_intern(f, n), id, "stack %d", k);
+        } else {
+            uint32_t id = mp_stacks_intern(f, n);
+            cr_assert_geq(id, 1);
+            cr_assert_eq(mp_stacks_intern_hashed(f, n, h), id, "stack %d", k);
+        }
+    }
+}
+
 Test(stacks, long_stacks) {
     init(1024, 1 << 20);
     static uint64_t f[1024];

@@ -1,4 +1,5 @@
-/* test_writer_sys.c - the writer's write path through the mp_sys_write_all seam (sys.h).
+/* test_writer_sys.c - the writer's write path through the mp_sys_write_all seam (sys.h), and
+ * the STACK records it encodes.
  *
  * The seam is swapped for a function that writes the first few buffers to a temporary file and
  * then fails with ENOSPC. The writer must then turn tracking off (mp_state disabled, producers
@@ -248,6 +249,92 @@ Test(writer_sys, seam_passes_every_chunk_through, .timeout = 30) {
     }
     cr_assert_eq(off, (size_t)st.st_size);
     cr_assert_eq(__atomic_load_n(&write_calls, __ATOMIC_ACQUIRE), 1 + chunks);
+    free(buf);
+    unlink(dump_path);
+}
+
+/* STACK records: the writer encodes a stack's frames before the tail it shares with the stack
+ * emitted before it and reuses that record's bytes for the rest (writer.c, emit_stack). Stacks
+ * made to share tails every way (longer, shorter, equal, a suffix of the one before, none, deeper
+ * than capture.c makes) must decode (FORMAT.md 5.4) to exactly what was interned. */
+#define STACKS 600
+#define STACK_DEEP 500 /* more than writer.c's STACK_FRAMES_MAX: encoded on its own */
+
+static uint64_t
+rnd(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+Test(writer_sys, stack_records_decode_to_the_interned_stacks, .timeout = 30) {
+    static uint64_t frames[STACKS][STACK_DEEP], tail[STACK_DEEP];
+    static uint32_t ns[STACKS], ids[STACKS];
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    for (int j = 0; j < STACK_DEEP; j++)
+        tail[j] = j % 3 ? (1ull << 63) | rnd(&seed) % (1ull << 40) : rnd(&seed) % (1ull << 47);
+    for (int k = 0; k < STACKS; k++) {
+        uint32_t inner = 1 + (uint32_t)(rnd(&seed) % 4), shared = (uint32_t)(rnd(&seed) % 60);
+        if (k % 50 == 7) shared = STACK_DEEP - inner; /* too deep: its own encoding */
+        if (k % 50 == 9) shared = 0;                  /* nothing shared */
+        if (k % 50 == 11) inner = 0, shared = 60 + (uint32_t)k / 50; /* a suffix of others */
+        for (uint32_t j = 0; j < inner; j++) frames[k][j] = (uint64_t)k << 20 | j; /* unique */
+        memcpy(frames[k] + inner, tail + STACK_DEEP - shared, shared * 8);
+        ns[k] = inner + shared;
+    }
+    int fd = open_dump();
+    cr_assert_eq(start(fd, 1 << 30), 0);
+    for (int k = 0; k < STACKS; k++) {
+        ids[k] = mp_stacks_intern(frames[k], ns[k]);
+        cr_assert_geq(ids[k], 1);
+        if (k % 37 == 0) sleep_ms(2); /* let the writer emit in several passes */
+    }
+    cr_assert_geq(mp_writer_stop(MP_MARK_EXIT, mp_seq, 5000), 0);
+
+    int in = open(dump_path, O_RDONLY);
+    cr_assert_geq(in, 0);
+    struct stat st;
+    cr_assert_eq(fstat(in, &st), 0);
+    uint8_t *buf = malloc((size_t)st.st_size);
+    cr_assert_not_null(buf);
+    cr_assert_eq(pread(in, buf, (size_t)st.st_size, 0), st.st_size);
+    close(in);
+    static uint8_t seen[STACKS];
+    int records = 0;
+    for (size_t off = MP_FMT_HEADER_SIZE; off < (size_t)st.st_size;) {
+        uint32_t len, crc;
+        cr_assert_eq(mp_chunk_header_decode(buf + off, &len, &crc), 0);
+        const uint8_t *p = buf + off + MP_CHUNK_HEADER_SIZE, *end = p + len;
+        off += MP_CHUNK_HEADER_SIZE + len;
+        while (p < end) {
+            unsigned tag = *p++;
+            uint64_t blen, id, n, d;
+            cr_assert_eq(mp_varint_get(&p, end, &blen), 0);
+            const uint8_t *body_end = p + blen;
+            if (tag != MP_REC_STACK) {
+                p = body_end;
+                continue;
+            }
+            cr_assert_eq(mp_varint_get(&p, body_end, &id), 0);
+            cr_assert_eq(mp_varint_get(&p, body_end, &n), 0);
+            int k = 0;
+            while (k < STACKS && ids[k] != id) k++;
+            cr_assert_lt(k, STACKS, "STACK record with an unknown id %llu", (unsigned long long)id);
+            cr_assert_eq(seen[k]++, 0, "stack %d emitted twice", k);
+            cr_assert_eq(n, ns[k], "stack %d: %llu frames, interned %u", k, (unsigned long long)n,
+                         ns[k]);
+            uint64_t prev = 0;
+            for (uint32_t j = 0; j < n; j++) {
+                cr_assert_eq(mp_varint_get(&p, body_end, &d), 0);
+                prev += (uint64_t)mp_unzigzag(d);
+                cr_assert_eq(prev, frames[k][j], "stack %d frame %u", k, j);
+            }
+            cr_assert_eq(p, body_end, "stack %d: bytes after its frames", k);
+            records++;
+        }
+    }
+    cr_assert_eq(records, STACKS, "%d STACK records", records);
     free(buf);
     unlink(dump_path);
 }
