@@ -172,7 +172,7 @@ typedef struct miss_s {
 static __thread miss_t miss __attribute__((tls_model("initial-exec")));
 
 /* The stack without the last miss: walked, resolved and interned whole. */
-static uint32_t
+static MP_NOINLINE uint32_t
 intern_walk(const uint8_t *ts, uint64_t *out, uint8_t *ends, uint32_t *nf) {
     uint64_t raw[2 * MP_PY_DEPTH];
     uint32_t n = mp_pyframes_walk_raw(ts, raw, MP_PY_DEPTH);
@@ -216,8 +216,10 @@ mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t
         m->pend[0] = 1;
         m->hash[0] = MP_STACKS_HASH_SEED;
     }
-    /* The chain's frames inside the common part, innermost first. */
-    const uint8_t *fr[MISS_MAX];
+    /* The chain's frames inside the common part, innermost first, in out (nk <= MP_PY_DEPTH
+     * words: room enough), which is filled only after they are read; the thread's stack may be
+     * small. */
+    uint64_t *fr = out;
     uint32_t inner = nk - same;
     const uint8_t *f = L->ts_frame >= 0 ? mp_ldp(ts, L->ts_frame) : mp_pyframes_first_iframe(ts);
     for (uint32_t i = 0; i < inner; i++) {
@@ -225,7 +227,7 @@ mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t
             m->nk = 0; /* not the chain the key was read from: cannot happen */
             return intern_walk(ts, out, ends, nf);
         }
-        fr[i] = f;
+        fr[i] = (uint64_t)(uintptr_t)f;
         f = mp_ldp(f, L->ts_frame >= 0 ? L->f_back : L->if_previous);
     }
     /* Process them from the outside in, as the walk and mp_pyframes_resolve would have: an end
@@ -243,10 +245,11 @@ mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t
         const uint8_t *co = NULL;
         int32_t addr = 0;
         int entry = 1, k;
+        f = (const uint8_t *)(uintptr_t)fr[i];
         if (L->ts_frame >= 0)
-            k = frame_object(fr[i], &co, &addr);
+            k = frame_object(f, &co, &addr);
         else
-            k = interpreter_frame(fr[i], &co, &addr, &entry);
+            k = interpreter_frame(f, &co, &addr, &entry);
         if (k == fr_stop) {
             /* <= 3.10: the walk ends here, before the frames outside (none: a key ends with
              * such a frame). */
