@@ -13,6 +13,7 @@
 #include "python.h"
 #include "pycode.h"
 #include "pyframes.h"
+#include "pymiss.h"
 
 __thread mp_thread_t mp_thread __attribute__((tls_model("initial-exec")));
 
@@ -97,9 +98,9 @@ push(mp_thread_t *t, mp_ring_t *r, const mp_rec_t *rec) {
  * the key's first words); the rest of a deep key, and the frames (for splicing), are in per-way
  * storage. Sized on scripts/bench_py/mix.py: with 64 sets of 2 ways its working set of stacks
  * thrashed, and with 256 sets of 2 ways three hot stacks sharing a set could still miss on every
- * event (a miss costs some 2400 instructions, a hit about 100). The mapping is touched only where
- * used. Before the memo, a guess table (python_stack) usually names the right way from the
- * innermost frame alone.
+ * event (a miss costs some 1000 instructions at start-up depths, a hit about 100). The mapping is
+ * touched only where used. Before the memo, a guess table (python_stack) usually names the right
+ * way from the innermost frame alone.
  *
  * The budget is tight: a Python allocation costs the interpreter some 400 instructions, and a
  * 1.3x overhead leaves about 120 for everything memprof does on the thread (scripts/bench).
@@ -178,12 +179,10 @@ memo_fill(memo_area_t *a, memo_way_t *set, const uint8_t *ts, uint32_t nk, uint6
     memmove(&set[1], &set[0], (MEMO_WAYS - 1) * sizeof *set);
     m->store = store;
     m->n = 0;
-    uint64_t raw[2 * MP_PY_DEPTH];
-    uint32_t n = mp_pyframes_walk_raw(ts, raw, MP_PY_DEPTH);
-    if (n == 0) return NULL;
-    m->nf = (uint16_t)mp_pyframes_resolve(raw, n, a->frames[store], a->ends[store]);
-    if (m->nf == 0) return NULL;
-    m->id = mp_stacks_intern(a->frames[store], m->nf);
+    uint32_t nf;
+    m->id = mp_pyframes_intern(ts, a->key, nk, a->frames[store], a->ends[store], &nf);
+    m->nf = (uint16_t)nf;
+    if (nf == 0) return NULL;
     if (m->id == 0) {
         mp_fetch_add_relaxed(&mp_stacks_dropped, 1);
         return NULL;

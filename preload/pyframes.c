@@ -154,13 +154,14 @@ mp_pyframes_resolve(const uint64_t *raw, uint32_t n, uint64_t *out, uint8_t *end
  * them, dropped ones included). Frames, ends and hashes of a common outer part are therefore the
  * last miss's, in place: frame c is at frames[MISS_MAX - 1 - c], so a stack of c frames is
  * frames[MISS_MAX - c ..] innermost first. Valid while mp_pycode_gen is unchanged, as the memo
- * is: equal key words for a frame then mean an equal frame (pyframes.h). */
+ * is: equal key words for a frame then mean an equal frame (pyframes.h). Key frames are kw words
+ * each (mp_pykey_words: 2 for frame objects, 1 for interpreter frames). */
 #define MISS_MAX MP_PY_DEPTH
 typedef struct miss_s {
     uint32_t nk;                  /* key frames of the last miss; 0: nothing to reuse */
     uint32_t gen;                 /* mp_pycode_gen when it was resolved */
     uint32_t id;                  /* its stack id (0: the table was full) */
-    uint64_t key[2 * MISS_MAX];   /* key frame d: key[2e], key[2e + 1], e = MISS_MAX - 1 - d */
+    uint64_t key[2 * MISS_MAX];   /* key frame d: key[kw*e ..], e = MISS_MAX - 1 - d */
     uint8_t kept[MISS_MAX + 1];   /* before key frame d: c */
     uint8_t walked[MISS_MAX + 1]; /* before key frame d: frames the walk emitted */
     uint8_t pend[MISS_MAX + 1];   /* before key frame d: the next kept frame ends a call */
@@ -190,17 +191,16 @@ mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t
     if (nk == 0) return 0;
     if (nk > MISS_MAX) return intern_walk(ts, out, ends, nf); /* the key is not all of it */
     /* The outer key frames this stack shares with the last miss. */
+    const uint32_t kw = mp_pykey_words();
     uint32_t same = 0;
-    uint64_t *mk = m->key + 2 * (MISS_MAX - nk); /* mk[2i], mk[2i + 1]: as key's frame i */
+    uint64_t *mk = m->key + kw * (MISS_MAX - nk); /* mk[kw*i ..]: as key's frame i */
     if (m->nk && m->gen == gen) {
         /* The stacks mostly differ in a frame or two inside: find the first frame equal from the
          * inside, then check the rest in one memcmp (and scan from the outside if it differs). */
         uint32_t lo = nk - (nk < m->nk ? nk : m->nk), i = lo;
-        while (i < nk && (key[2 * i] != mk[2 * i] || key[2 * i + 1] != mk[2 * i + 1])) i++;
-        if (i < nk && memcmp(key + 2 * i, mk + 2 * i, (size_t)(nk - i) * 16) != 0)
-            for (i = nk;
-                 i > lo && key[2 * i - 2] == mk[2 * i - 2] && key[2 * i - 1] == mk[2 * i - 1];)
-                i--;
+        while (i < nk && memcmp(key + kw * i, mk + kw * i, kw * 8) != 0) i++;
+        if (i < nk && memcmp(key + kw * i, mk + kw * i, (size_t)(nk - i) * kw * 8) != 0)
+            for (i = nk; i > lo && memcmp(key + kw * (i - 1), mk + kw * (i - 1), kw * 8) == 0;) i--;
         same = nk - i;
         if (same == nk && nk == m->nk && m->id) {
             /* All of it (the memo dropped it since). */
@@ -236,7 +236,7 @@ mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t
     uint32_t c = m->kept[same], w = m->walked[same];
     int pend = m->pend[same], dropped = 0;
     uint64_t h = m->hash[c];
-    memcpy(mk, key, (size_t)inner * 16);
+    memcpy(mk, key, (size_t)inner * kw * 8);
     for (uint32_t d = same; d < nk; d++) {
         uint32_t i = nk - 1 - d;
         m->kept[d] = (uint8_t)c;

@@ -16,9 +16,9 @@
 
 #include <stdint.h>
 
-/* The stack of ts (the calling thread's) whose key is key[0 .. 2*nk) (mp_pyframes_key, nk its
- * result: a chain deeper than the key, nk > max, is walked whole). Gives what
- * mp_pyframes_walk_raw (max MP_PY_DEPTH), mp_pyframes_resolve and mp_stacks_intern give: the
+/* The stack of ts (the calling thread's) whose key is key[0 .. kw*nk) (mp_pyframes_key, nk its
+ * result, kw = mp_pykey_words(); a chain deeper than the key, nk > max, is walked whole). Gives
+ * what mp_pyframes_walk_raw (max MP_PY_DEPTH), mp_pyframes_resolve and mp_stacks_intern give: the
  * frames in out[0 .. *nf) (MP_PY_DEPTH room), their splice bits in ends[0 .. *nf), and the stack
  * id, 0 when *nf is 0 or the stack table is full. Only the splice bits depend on the key holding
  * 3.11's is_entry (with_entry): without it a frame shared with the last miss keeps the bit it had
