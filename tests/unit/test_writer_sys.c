@@ -215,6 +215,21 @@ Test(writer_sys, failing_header_write_fails_start, .timeout = 30) {
     unlink(dump_path);
 }
 
+/* The whole dump file, malloc'd; its size in *len. */
+static uint8_t *
+read_dump(size_t *len) {
+    int in = open(dump_path, O_RDONLY);
+    cr_assert_geq(in, 0);
+    struct stat st;
+    cr_assert_eq(fstat(in, &st), 0);
+    uint8_t *buf = malloc((size_t)st.st_size);
+    cr_assert_not_null(buf);
+    cr_assert_eq(pread(in, buf, (size_t)st.st_size, 0), st.st_size);
+    close(in);
+    *len = (size_t)st.st_size;
+    return buf;
+}
+
 Test(writer_sys, seam_passes_every_chunk_through, .timeout = 30) {
     int fd = open_dump();
     cr_assert_eq(start(fd, 1 << 30), 0);
@@ -225,29 +240,23 @@ Test(writer_sys, seam_passes_every_chunk_through, .timeout = 30) {
     cr_assert_eq(mp_load_acquire(&mp_state), mp_state_running, "no failure: still running");
 
     /* The file is exactly what went through the seam: a header and well-formed chunks. */
-    int in = open(dump_path, O_RDONLY);
-    cr_assert_geq(in, 0);
-    struct stat st;
-    cr_assert_eq(fstat(in, &st), 0);
-    uint8_t *buf = malloc((size_t)st.st_size);
-    cr_assert_not_null(buf);
-    cr_assert_eq(pread(in, buf, (size_t)st.st_size, 0), st.st_size);
-    close(in);
+    size_t size;
+    uint8_t *buf = read_dump(&size);
     mp_fmt_header_t h;
     cr_assert_eq(mp_fmt_header_decode(buf, &h), 0);
     size_t off = MP_FMT_HEADER_SIZE;
     int chunks = 0;
-    while (off < (size_t)st.st_size) {
+    while (off < size) {
         uint32_t len, crc;
-        cr_assert_leq(off + MP_CHUNK_HEADER_SIZE, (size_t)st.st_size);
+        cr_assert_leq(off + MP_CHUNK_HEADER_SIZE, size);
         cr_assert_eq(mp_chunk_header_decode(buf + off, &len, &crc), 0, "chunk %d", chunks);
         off += MP_CHUNK_HEADER_SIZE;
-        cr_assert_leq(off + len, (size_t)st.st_size);
+        cr_assert_leq(off + len, size);
         cr_assert_eq(mp_crc32c(0, buf + off, len), crc, "chunk %d crc", chunks);
         off += len;
         chunks++;
     }
-    cr_assert_eq(off, (size_t)st.st_size);
+    cr_assert_eq(off, size);
     cr_assert_eq(__atomic_load_n(&write_calls, __ATOMIC_ACQUIRE), 1 + chunks);
     free(buf);
     unlink(dump_path);
@@ -292,17 +301,11 @@ Test(writer_sys, stack_records_decode_to_the_interned_stacks, .timeout = 30) {
     }
     cr_assert_geq(mp_writer_stop(MP_MARK_EXIT, mp_seq, 5000), 0);
 
-    int in = open(dump_path, O_RDONLY);
-    cr_assert_geq(in, 0);
-    struct stat st;
-    cr_assert_eq(fstat(in, &st), 0);
-    uint8_t *buf = malloc((size_t)st.st_size);
-    cr_assert_not_null(buf);
-    cr_assert_eq(pread(in, buf, (size_t)st.st_size, 0), st.st_size);
-    close(in);
+    size_t size;
+    uint8_t *buf = read_dump(&size);
     static uint8_t seen[STACKS];
     int records = 0;
-    for (size_t off = MP_FMT_HEADER_SIZE; off < (size_t)st.st_size;) {
+    for (size_t off = MP_FMT_HEADER_SIZE; off < size;) {
         uint32_t len, crc;
         cr_assert_eq(mp_chunk_header_decode(buf + off, &len, &crc), 0);
         const uint8_t *p = buf + off + MP_CHUNK_HEADER_SIZE, *end = p + len;
