@@ -59,12 +59,13 @@ static struct {
     void *(*thread_state_get)(void);
     pyobj *(*eval_get_frame)(void);
     pyobj *(*frame_get_code)(pyobj *);
+    const char *(*unicode_utf8)(pyobj *);
     pyobj *none;
 } api;
 
 int mp_python_running;
 static int found;
-static int pending_state; /* 0 not yet, 1 scheduled, 2 ran */
+static int pending_state; /* 0 not yet (or again), 1 scheduled, 2 ran */
 static mp_pyinfo_t info;
 static unsigned info_gen;
 
@@ -221,54 +222,84 @@ register_main_end(void) {
     if (fn) api.decref(fn);
 }
 
+/* The code object of the main thread's innermost frame (a new reference), or NULL. */
+static pyobj *
+top_code(void) {
+    pyobj *frame = api.eval_get_frame(); /* borrowed */
+    if (!frame) return NULL;
+    if (api.frame_get_code) return api.frame_get_code(frame);
+    pyobj *co = (pyobj *)mp_ldp((const uint8_t *)frame, mp_pyenv.L.f_code); /* 3.8 */
+    if (co) api.incref(co);
+    return co;
+}
+
 /* The walker must agree with the interpreter's own API on the current thread state and the
  * innermost code object (docs/dev/python-frames.md 10.4); otherwise Python stacks go off. */
 static int
 self_test(void) {
     if (!api.thread_state_get || !api.eval_get_frame) return 1;
     if ((const void *)mp_pyframes_tstate() != api.thread_state_get()) return 0;
-    pyobj *frame = api.eval_get_frame();
-    if (!frame) return 1;
-    const uint8_t *want;
-    if (api.frame_get_code) {
-        pyobj *co = api.frame_get_code(frame);
-        want = co;
-        if (co) api.decref(co);
-    } else {
-        want = mp_ldp((const uint8_t *)frame, mp_pyenv.L.f_code);
-    }
-    return mp_pyframes_top_code() == want;
+    if (!api.eval_get_frame()) return 1;
+    pyobj *co = top_code();
+    if (co) api.decref(co);
+    return mp_pyframes_top_code() == (const uint8_t *)co;
 }
+
+/* Whether the innermost frame is the import machinery's own (<frozen importlib._bootstrap> or
+ * _bootstrap_external). A pending call runs wherever the interpreter checks for them, and one
+ * that imports there can break it: up to 3.11, _ModuleLock.acquire keeps one _blocking_on entry
+ * per thread, so an import nested inside it removes the entry and the outer acquire fails with
+ * KeyError (seen at start-up under 3.8: "Failed to import the site module"). Anywhere else a
+ * nested import is what a module body's own import statements do. */
+static int
+in_import_machinery(void) {
+    pyobj *co = top_code();
+    pyobj *name = co ? api.getattr_string(co, "co_filename") : NULL;
+    const char *s = name ? api.unicode_utf8(name) : NULL;
+    int in = s && strncmp(s, "<frozen importlib.", 18) == 0;
+    if (!s) api.err_clear();
+    if (name) api.decref(name);
+    if (co) api.decref(co);
+    return in;
+}
+
+static int checks_done; /* the pending call's self-test and re-installation ran */
 
 static int
 pending(void *arg) {
     (void)arg;
     mp_thread_t *t = &mp_thread;
-    unsigned hooks = info.hooks;
-    const char *alloc = NULL;
     /* The self-test and the atexit registration run interpreter code: what they allocate is
      * memprof's, not the program's, so allocations are not recorded; frees still are (a free
      * missed here would leave a block of the program live forever: a phantom leak). */
     t->frees_only++;
-    if (mp_pyenv.walk && !self_test()) {
-        mp_store_release(&mp_pyenv.walk, 0);
-        hooks &= ~(unsigned)mp_pyhook_stacks;
-        mp_sys_log("CPython frame layout check failed: Python stacks are off (allocations are "
-                   "still recorded)");
+    if (!checks_done) {
+        unsigned hooks = info.hooks;
+        const char *alloc = NULL;
+        if (mp_pyenv.walk && !self_test()) {
+            mp_store_release(&mp_pyenv.walk, 0);
+            hooks &= ~(unsigned)mp_pyhook_stacks;
+            mp_sys_log("CPython frame layout check failed: Python stacks are off (allocations "
+                       "are still recorded)");
+        }
+        pymem_allocator_t cur;
+        t->guard++; /* no interpreter code runs here */
+        api.get_allocator(2, &cur);
+        if (!is_ours(&cur)) {
+            hooks |= install() | mp_pyhook_reinstalled;
+            if (!getenv("PYTHONMALLOC")) alloc = "debug (-X dev)";
+        }
+        t->guard--;
+        mp_store_relaxed(&mp_python_watch, 0);
+        checks_done = 1;
+        set_info(hooks, alloc);
     }
-    pymem_allocator_t cur;
-    t->guard++; /* no interpreter code runs here */
-    api.get_allocator(2, &cur);
-    if (!is_ours(&cur)) {
-        hooks |= install() | mp_pyhook_reinstalled;
-        if (!getenv("PYTHONMALLOC")) alloc = "debug (-X dev)";
-    }
-    t->guard--;
-    mp_store_relaxed(&mp_python_watch, 0);
-    register_main_end();
+    /* Registering the end-of-main callback imports atexit: not from inside the import
+     * machinery. Then the writer schedules this call again (pending_state 0) a tick later. */
+    int later = in_import_machinery();
+    if (!later) register_main_end();
     t->frees_only--;
-    set_info(hooks, alloc);
-    mp_store_release(&pending_state, 2);
+    mp_store_release(&pending_state, later ? 0 : 2);
     return 0;
 }
 
@@ -368,11 +399,12 @@ mp_python_init(int walk) {
     NEED(thread_state_get, "PyThreadState_Get");
     NEED(eval_get_frame, "PyEval_GetFrame");
     NEED(frame_get_code, "PyFrame_GetCode"); /* 3.9+ */
+    NEED(unicode_utf8, "PyUnicode_AsUTF8");
     api.none = sym("_Py_NoneStruct");
 #undef NEED
     if (!api.get_allocator || !api.set_allocator || !api.is_initialized || !api.add_pending_call ||
         !api.import_module || !api.getattr_string || !api.call_objargs || !api.cfunction_new ||
-        !api.decref || !api.incref || !api.err_clear || !api.none) {
+        !api.decref || !api.incref || !api.err_clear || !api.unicode_utf8 || !api.none) {
         mp_sys_log("CPython found but its C API is incomplete: Python hooks not installed");
         return 0;
     }
