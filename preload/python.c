@@ -8,7 +8,8 @@
  * PYTHONMALLOC=... and -X dev replace the allocators during start-up, after our constructor. The
  * pending call (main thread, GIL held, scheduled by the writer once Python code runs) then wraps
  * whatever is installed, with fresh context structs: a thread still inside an old wrapper keeps
- * reading its own, unchanged context.
+ * reading its own, unchanged context. It also registers the end-of-main callback with atexit,
+ * but never while the innermost frame is the import machinery's (in_import_machinery).
  */
 #include "python.h"
 
