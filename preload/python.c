@@ -9,7 +9,7 @@
  * pending call (main thread, GIL held, scheduled by the writer once Python code runs) then wraps
  * whatever is installed, with fresh context structs: a thread still inside an old wrapper keeps
  * reading its own, unchanged context. It also registers the end-of-main callback with atexit,
- * but never while the innermost frame is the import machinery's (in_import_machinery).
+ * but never inside the import machinery's _ModuleLock.acquire (in_module_lock).
  */
 #include "python.h"
 
@@ -246,20 +246,23 @@ self_test(void) {
     return mp_pyframes_top_code() == (const uint8_t *)co;
 }
 
-/* Whether the innermost frame is the import machinery's own (<frozen importlib._bootstrap> or
- * _bootstrap_external). A pending call runs wherever the interpreter checks for them, and one
- * that imports there can break it: up to 3.11, _ModuleLock.acquire keeps one _blocking_on entry
- * per thread, so an import nested inside it removes the entry and the outer acquire fails with
- * KeyError (seen at start-up under 3.8: "Failed to import the site module"). Anywhere else a
- * nested import is what a module body's own import statements do. */
+/* Whether the innermost frame is the import machinery's _ModuleLock.acquire. A pending call runs
+ * wherever the interpreter checks for them, and one that imports inside acquire breaks it: up to
+ * 3.11, acquire keeps one _blocking_on entry per thread, so an import nested there removes the
+ * entry and the outer acquire fails with KeyError (seen at start-up under 3.8: "Failed to import
+ * the site module", 6 of 1200 stressed start-ups). Anywhere else a nested import is what a
+ * module body's own import statements do. */
 static int
-in_import_machinery(void) {
+in_module_lock(void) {
     pyobj *co = top_code();
-    pyobj *name = co ? api.getattr_string(co, "co_filename") : NULL;
-    const char *s = name ? api.unicode_utf8(name) : NULL;
-    int in = s && strncmp(s, "<frozen importlib.", 18) == 0;
-    if (!s) api.err_clear();
+    pyobj *file = co ? api.getattr_string(co, "co_filename") : NULL;
+    pyobj *name = file ? api.getattr_string(co, "co_name") : NULL;
+    const char *f = file ? api.unicode_utf8(file) : NULL;
+    const char *n = name ? api.unicode_utf8(name) : NULL;
+    int in = f && n && strcmp(f, "<frozen importlib._bootstrap>") == 0 && strcmp(n, "acquire") == 0;
+    if (!f || !n) api.err_clear();
     if (name) api.decref(name);
+    if (file) api.decref(file);
     if (co) api.decref(co);
     return in;
 }
@@ -295,12 +298,16 @@ pending(void *arg) {
         checks_done = 1;
         set_info(hooks, alloc);
     }
-    /* Registering the end-of-main callback imports atexit: not from inside the import
-     * machinery. Then the writer schedules this call again (pending_state 0) a tick later. */
-    int later = in_import_machinery();
+    /* Registering the end-of-main callback imports atexit: not inside a module lock's acquire.
+     * This call is then queued again, to run at the interpreter's next check (a pending call
+     * may add one; if the queue is full, the writer's next tick does). */
+    int later = in_module_lock();
     if (!later) register_main_end();
     t->frees_only--;
-    mp_store_release(&pending_state, later ? 0 : 2);
+    if (!later)
+        mp_store_release(&pending_state, 2);
+    else if (api.add_pending_call(pending, NULL) != 0)
+        mp_store_release(&pending_state, 0);
     return 0;
 }
 
