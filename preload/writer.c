@@ -319,11 +319,6 @@ batch_close(batch_t *b) {
 /* Varints of events are the writer's inner loop: mp_varint_put's byte loop took some 60 of its
  * ~110 instructions per event, mp_varint_put_fast (format.h) takes about half that. The scratch
  * buffer keeps 64 bytes of slack for its 8-byte stores. */
-static MP_ALWAYS_INLINE size_t
-put_varint_plain(uint8_t *p, uint64_t v) {
-    return mp_varint_put(p, v);
-}
-
 static MP_ALWAYS_INLINE void
 batch_add(batch_t *b, const mp_rec_t *r, size_t (*put)(uint8_t *, uint64_t)) {
     if (b->count == 0) b->base_seq = b->prev_seq = r->seq, b->prev_ptr = 0;
@@ -360,7 +355,7 @@ add_events(batch_t *b, const mp_ring_t *r, uint64_t i, uint64_t h,
 
 static uint64_t
 add_events_plain(batch_t *b, const mp_ring_t *r, uint64_t i, uint64_t h) {
-    return add_events(b, r, i, h, put_varint_plain);
+    return add_events(b, r, i, h, mp_varint_put);
 }
 
 #if defined(__x86_64__)
