@@ -390,9 +390,11 @@ mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *
     return stack;
 }
 
-void
-mp_capture_event_same(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
-                      size_t size, uint32_t stack) {
+/* The second event of a realloc, from the same point of the same thread as the FREE recorded
+ * with stack: not walked again (unless an ALLOC needs a native stack). */
+static void
+event_same(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr, size_t size,
+           uint32_t stack) {
     if (MP_UNLIKELY(t->frees_only) && kind == MP_EV_ALLOC) return;
     if (mp_native && kind == MP_EV_ALLOC) {
         /* Allocations get native stacks, frees do not: not the same stack. */
@@ -401,6 +403,17 @@ mp_capture_event_same(mp_thread_t *t, unsigned kind, unsigned allocator, const v
     }
     mp_ring_t *r = ring_of(t);
     if (r) push_event(t, r, kind, allocator, ptr, size, stack);
+}
+
+void
+mp_capture_realloc_done(mp_thread_t *t, unsigned allocator, const void *p, const void *q, size_t n,
+                        uint32_t stack, int kept) {
+    if (q && !p)
+        mp_capture_event(t, MP_EV_ALLOC, allocator, q, n);
+    else if (q)
+        event_same(t, MP_EV_ALLOC, allocator, q, n, stack);
+    else if (p && kept)
+        event_same(t, MP_EV_REALLOC_FAIL, allocator, p, 0, stack);
 }
 
 void

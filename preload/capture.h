@@ -64,11 +64,12 @@ int mp_capture_init(int native, int depth); /* once, from the constructor; 0 or 
  * ALLOC: after the real allocation returned. Returns the stack id recorded (0: none). */
 uint32_t mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
                           size_t size);
-/* The second event of a realloc (its ALLOC, or REALLOC_FAIL), from the same point of the same
- * thread as the FREE that mp_capture_event recorded with stack: the stack is not walked again
- * (unless this ALLOC needs a native stack). */
-void mp_capture_event_same(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
-                           size_t size, uint32_t stack);
+/* After a realloc of p (NULL: it allocates) returned q, p's FREE having been recorded before the
+ * call by mp_capture_event, which returned stack: q's ALLOC, or, when the call failed and p is
+ * still the caller's (kept), a REALLOC_FAIL. Reuses stack rather than walking again (unless the
+ * ALLOC needs a native stack). */
+void mp_capture_realloc_done(mp_thread_t *t, unsigned allocator, const void *p, const void *q,
+                             size_t n, uint32_t stack, int kept);
 /* Record a marker (MP_MARK_*) from the calling thread. */
 void mp_capture_marker(mp_thread_t *t, unsigned kind);
 /* Fork child: the calling thread keeps its ring, every other ring is reset. */

@@ -162,19 +162,10 @@ do_realloc(void *p, size_t n, unsigned allocator) {
     mp_thread_t *t = &mp_thread;
     if (!TRACKING(t)) return mp_real.realloc(p, n);
     t->guard++;
-    if (!p) {
-        void *q = mp_real.realloc(p, n);
-        if (q) mp_capture_event(t, MP_EV_ALLOC, allocator, q, n);
-        t->guard--;
-        return q;
-    }
-    uint32_t stack = mp_capture_event(t, MP_EV_FREE, allocator, p, 0);
+    uint32_t stack = p ? mp_capture_event(t, MP_EV_FREE, allocator, p, 0) : 0;
     void *q = mp_real.realloc(p, n);
-    if (q)
-        mp_capture_event_same(t, MP_EV_ALLOC, allocator, q, n, stack);
-    else if (n != 0)
-        /* Failed: p is still the caller's, unchanged. realloc(p, 0) returning NULL freed p. */
-        mp_capture_event_same(t, MP_EV_REALLOC_FAIL, allocator, p, 0, stack);
+    /* Failed: p is still the caller's, unchanged; but realloc(p, 0) returning NULL freed p. */
+    mp_capture_realloc_done(t, allocator, p, q, n, stack, n != 0);
     t->guard--;
     return q;
 }

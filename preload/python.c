@@ -115,20 +115,12 @@ hook_realloc(void *ctx, void *p, size_t n) {
     mp_thread_t *t = &mp_thread;
     if (!mp_tracking(t)) return d->orig.realloc(d->orig.ctx, p, n);
     t->guard++;
-    if (!p) {
-        void *q = d->orig.realloc(d->orig.ctx, p, n);
-        if (q) mp_capture_event(t, MP_EV_ALLOC, d->allocator, q, n);
-        t->guard--;
-        return q;
-    }
-    uint32_t stack = mp_capture_event(t, MP_EV_FREE, d->allocator, p, 0); /* before: FORMAT.md 6 */
+    /* The FREE before the call: FORMAT.md 6. */
+    uint32_t stack = p ? mp_capture_event(t, MP_EV_FREE, d->allocator, p, 0) : 0;
     void *q = d->orig.realloc(d->orig.ctx, p, n);
-    if (q)
-        mp_capture_event_same(t, MP_EV_ALLOC, d->allocator, q, n, stack);
-    else
-        /* PyMem realloc never frees on size 0 (it allocates 1 byte): NULL is a failure and p
-         * is still the caller's. */
-        mp_capture_event_same(t, MP_EV_REALLOC_FAIL, d->allocator, p, 0, stack);
+    /* PyMem realloc never frees on size 0 (it allocates 1 byte): NULL is a failure and p is
+     * still the caller's. */
+    mp_capture_realloc_done(t, d->allocator, p, q, n, stack, 1);
     t->guard--;
     return q;
 }
@@ -226,7 +218,7 @@ register_main_end(void) {
 /* The code object of the main thread's innermost frame (a new reference), or NULL. */
 static pyobj *
 top_code(void) {
-    pyobj *frame = api.eval_get_frame(); /* borrowed */
+    pyobj *frame = api.eval_get_frame ? api.eval_get_frame() : NULL; /* borrowed */
     if (!frame) return NULL;
     if (api.frame_get_code) return api.frame_get_code(frame);
     pyobj *co = (pyobj *)mp_ldp((const uint8_t *)frame, mp_pyenv.L.f_code); /* 3.8 */
@@ -240,9 +232,9 @@ static int
 self_test(void) {
     if (!api.thread_state_get || !api.eval_get_frame) return 1;
     if ((const void *)mp_pyframes_tstate() != api.thread_state_get()) return 0;
-    if (!api.eval_get_frame()) return 1;
     pyobj *co = top_code();
-    if (co) api.decref(co);
+    if (!co) return 1; /* no frame yet */
+    api.decref(co);
     return mp_pyframes_top_code() == (const uint8_t *)co;
 }
 
