@@ -56,8 +56,8 @@ static MP_NOINLINE mp_ring_t *
 take_ring(mp_thread_t *t) {
     mp_ring_t *r = mp_ring_claim();
     if (!r) return NULL;
-    mp_rec_t own = {0, 0, (uint64_t)mp_sys_gettid(), 0, mp_rec_owner, 0, 0};
-    if (mp_ring_push(r, &own, &mp_abandon) != 0) {
+    mp_ring_note_t own = {0, 0, (uint64_t)mp_sys_gettid(), 0, mp_note_owner};
+    if (mp_ring_note(r, &own, &mp_abandon) != 0) {
         mp_ring_release(r);
         return NULL;
     }
@@ -81,12 +81,6 @@ ring_of(mp_thread_t *t) {
 static inline void
 pushed(mp_thread_t *t, mp_ring_t *r) {
     if (MP_UNLIKELY(t->status == mp_thread_exited)) mp_ring_release(r);
-}
-
-static void
-push(mp_thread_t *t, mp_ring_t *r, const mp_rec_t *rec) {
-    mp_ring_push(r, rec, &mp_abandon);
-    pushed(t, r);
 }
 
 /* Per-thread memo of recent Python stacks (docs/dev/python-frames.md 8.1). A stack's key is one
@@ -353,23 +347,19 @@ mp_capture_python_stack(const uint64_t **frames, uint32_t *n) {
     return id;
 }
 
-/* Push one event record. Written in place: nothing else pushes into this ring meanwhile (one
- * owner, and the guard keeps this thread from re-entering). */
+/* Push one event: encoded in place, in the dump's bytes (ring.h), so the writer only copies it.
+ * Nothing else writes into this ring meanwhile: one owner, and the guard keeps this thread from
+ * re-entering. */
 static MP_ALWAYS_INLINE void
 push_event(mp_thread_t *t, mp_ring_t *r, unsigned kind, unsigned allocator, const void *ptr,
            size_t size, uint32_t stack) {
-    mp_rec_t *rec = mp_ring_reserve(r, &mp_abandon);
-    if (rec) {
+    uint8_t *p = mp_ring_reserve(r, &mp_abandon);
+    if (p) {
         /* Relaxed is enough: the order that matters is between the RMWs on this one counter,
          * and coherence orders them consistently with happens-before (FORMAT.md 6). */
-        rec->seq = mp_fetch_add_relaxed(&mp_seq, 1);
-        rec->ptr = (uint64_t)(uintptr_t)ptr;
-        rec->size = size;
-        rec->stack = stack;
-        rec->type = mp_rec_event;
-        rec->head = MP_EV_HEAD(kind, allocator);
-        rec->unused = 0;
-        mp_ring_publish(r);
+        uint64_t seq = mp_fetch_add_relaxed(&mp_seq, 1);
+        mp_ring_publish(
+            r, mp_ring_encode(r, p, kind, allocator, seq, (uint64_t)(uintptr_t)ptr, size, stack));
     }
     pushed(t, r);
 }
@@ -418,11 +408,12 @@ mp_capture_realloc_done(mp_thread_t *t, unsigned allocator, const void *p, const
 
 void
 mp_capture_marker(mp_thread_t *t, unsigned kind) {
-    mp_rec_t rec = {0, mp_sys_mono_ns(), kind, 0, mp_rec_marker, 0, 0};
     mp_ring_t *r = ring_of(t);
     if (!r) return;
-    rec.seq = mp_fetch_add_relaxed(&mp_seq, 1);
-    push(t, r, &rec);
+    mp_ring_note_t note = {0, 0, kind, mp_sys_mono_ns(), mp_note_marker};
+    note.seq = mp_fetch_add_relaxed(&mp_seq, 1);
+    mp_ring_note(r, &note, &mp_abandon);
+    pushed(t, r);
 }
 
 void
@@ -430,7 +421,7 @@ mp_capture_after_fork_child(mp_thread_t *t) {
     mp_ring_reset_after_fork(t->status == mp_thread_active ? t->ring : NULL);
     if (t->status == mp_thread_active) {
         /* The child is a new thread id on a fresh dump: announce it again. */
-        mp_rec_t own = {0, 0, (uint64_t)mp_sys_gettid(), 0, mp_rec_owner, 0, 0};
-        mp_ring_push(t->ring, &own, &mp_abandon);
+        mp_ring_note_t own = {0, 0, (uint64_t)mp_sys_gettid(), 0, mp_note_owner};
+        mp_ring_note(t->ring, &own, &mp_abandon);
     }
 }

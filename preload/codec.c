@@ -21,35 +21,23 @@ mp_varint_put(uint8_t *p, uint64_t v) {
     return n;
 }
 
-#if defined(__x86_64__)
-#include <cpuid.h>
-uint8_t mp_varint_len[64];
-uint64_t mp_varint_cont[64];
-
 int
-mp_varint_fast_init(void) {
-    unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & bit_BMI2)) return 0;
-    if (!__get_cpuid(0x80000001, &a, &b, &c, &d) || !(c & bit_LZCNT)) return 0;
-    __get_cpuid(0, &a, &b, &c, &d);
-    int amd = b == 0x68747541; /* "Auth"enticAMD */
-    __get_cpuid(1, &a, &b, &c, &d);
-    unsigned family = ((a >> 8) & 0xf) + ((a >> 20) & 0xff);
-    if (amd && family < 0x19) return 0;
-    for (unsigned z = 0; z < 64; z++) {
-        unsigned len = (64 - z + 6) / 7;
-        mp_varint_len[z] = (uint8_t)len;
-        mp_varint_cont[z] =
-            len >= 2 && len <= 8 ? 0x8080808080808080ull >> (64 - 8 * (len - 1)) : 0;
+mp_pvarint_get(const uint8_t **pp, const uint8_t *end, uint64_t *out) {
+    const uint8_t *p = *pp;
+    if (p >= end) return -1;
+    unsigned n = p[0] ? (unsigned)__builtin_ctz(p[0]) + 1 : 9;
+    if ((size_t)(end - p) < n) return -1;
+    uint64_t x = 0;
+    if (n == 9) {
+        for (int i = 8; i >= 1; i--) x = (x << 8) | p[i];
+        *out = x;
+    } else {
+        for (int i = (int)n - 1; i >= 0; i--) x = (x << 8) | p[i];
+        *out = x >> n;
     }
-    return 1;
-}
-#else
-int
-mp_varint_fast_init(void) {
+    *pp = p + n;
     return 0;
 }
-#endif
 
 int
 mp_varint_get(const uint8_t **pp, const uint8_t *end, uint64_t *out) {
@@ -247,6 +235,8 @@ mp_rec_name(unsigned tag) {
             return "pycode";
         case MP_REC_PYTHON:
             return "python";
+        case MP_REC_STREAM:
+            return "stream";
         default:
             return "unknown";
     }

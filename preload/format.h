@@ -73,6 +73,7 @@ enum {
     MP_REC_LOST = 0x09,    /* 5.9 varint count: events the library could not record */
     MP_REC_PYCODE = 0x0A,  /* 5.10 (1.1) one Python code object: id, lines, names, table */
     MP_REC_PYTHON = 0x0B,  /* 5.11 (1.1) varint hexversion, varint hooks, string allocator */
+    MP_REC_STREAM = 0x0C,  /* 5.12 (2.0) varint stream, events continuing the stream's deltas */
 };
 const char *mp_rec_name(unsigned tag); /* "events", ..., or "unknown" */
 
@@ -122,30 +123,33 @@ size_t mp_varint_put(uint8_t *p, uint64_t v);
  * than 10 bytes / overflows 64 bits. Never reads at or past end. */
 int mp_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v);
 
-/* The writer's fast path: the same bytes as mp_varint_put, in one PDEP (a value of up to 56 bits
- * spread over 7-bit groups) and one 8-byte store, which may write up to 7 bytes past the varint:
- * the caller keeps that much slack. Only where mp_varint_fast_init() returned nonzero (x86-64
- * with BMI2 and LZCNT, not AMD before family 19h, whose PDEP is microcoded and slow); it also
- * fills the tables, by the count of leading zero bits: the length, and the continuation bits of
- * all bytes but the last. */
-int mp_varint_fast_init(void);
-#if defined(__x86_64__)
-#include <immintrin.h>
-extern uint8_t mp_varint_len[64];
-extern uint64_t mp_varint_cont[64];
-__attribute__((target("bmi2,lzcnt"))) static inline size_t
-mp_varint_put_fast(uint8_t *p, uint64_t v) {
-    if (v < 0x80) {
-        *p = (uint8_t)v;
-        return 1;
+/* Prefix varints (2.4), the integers of STREAM events (5.12): as many 7-bit groups as LEB128,
+ * but the length is in the first byte's trailing zero bits, so the producers' encoder (capture.c,
+ * inside every hooked allocation) is a handful of instructions with no loop and no branch: n
+ * groups (1..8) are v << n | 1 << (n - 1), in n bytes, little-endian; a value of 2^56 or more is
+ * a zero byte and 8 bytes. It stores 8 bytes at p (9 for the long form), up to 7 past the
+ * varint: the caller keeps that much slack. Returns the length. */
+#define MP_PVARINT_MAX 9u
+static inline size_t
+mp_pvarint_put(uint8_t *p, uint64_t v) {
+    unsigned top = 63u - (unsigned)__builtin_clzll(v | 1); /* highest set bit, 0..63 */
+    unsigned n = ((top * 37u) >> 8) + 1;                   /* top / 7 + 1 for top < 64 */
+    uint64_t x = ((v << 1) | 1) << (n - 1);
+    if (__builtin_expect(n > 8, 0)) {
+        p[0] = 0;
+        x = v;
+        p++;
+        n = 9;
     }
-    if (v >> 56) return mp_varint_put(p, v);
-    unsigned z = (unsigned)__builtin_clzll(v); /* 8 .. 56 */
-    uint64_t x = _pdep_u64(v, 0x7f7f7f7f7f7f7f7full) | mp_varint_cont[z];
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     memcpy(p, &x, 8);
-    return mp_varint_len[z];
-}
+#else
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(x >> (8 * i));
 #endif
+    return n;
+}
+/* Read a prefix varint from [*p, end); advances *p. 0, or -1 if it runs past end. */
+int mp_pvarint_get(const uint8_t **p, const uint8_t *end, uint64_t *v);
 
 static inline uint64_t
 mp_zigzag(int64_t v) {

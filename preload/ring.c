@@ -32,12 +32,12 @@ mp_ring_claim(void) {
             return r;
         }
     }
-    /* One mapping holds the ring header and its slots. */
-    size_t bytes = sizeof(mp_ring_t) + (size_t)MP_RING_CAPACITY * sizeof(mp_rec_t);
+    /* One mapping holds the ring header and its bytes, with their slack. */
+    size_t bytes = sizeof(mp_ring_t) + MP_RING_BYTES + MP_RING_EVENT_MAX;
     mp_ring_t *r = mp_sys_map(bytes);
     if (!r) return NULL;
-    r->slots = (mp_rec_t *)(r + 1);
-    r->mask = MP_RING_CAPACITY - 1;
+    r->bytes = (uint8_t *)(r + 1);
+    r->mask = MP_RING_BYTES - 1;
     r->state = mp_ring_owned;
     r->stream = mp_fetch_add_relaxed(&next_stream, 1);
     /* Publish with a CAS loop; the release makes the initialised fields visible to the writer
@@ -53,26 +53,49 @@ mp_ring_release(mp_ring_t *r) {
     mp_store_release(&r->state, (uint32_t)mp_ring_free);
 }
 
+/* The writer drains every ring on each pass; wake it and give it the CPU. Sleeping in 50 us
+ * steps (a raw nanosleep: no lock, no allocation) bounds the producer's wait to the writer's
+ * pass, and checking *abandon ends it if tracking is shutting down. */
+static int
+wait_a_pass(const int *abandon) {
+    mp_ring_kick();
+    mp_sys_sleep_ns(50000);
+    return abandon && mp_load_acquire(abandon) ? -1 : 0;
+}
+
 int
-mp_ring_wait_space(mp_ring_t *r, const int *abandon) {
-    /* The writer drains every ring on each pass; wake it and give it the CPU. Sleeping in
-     * 50 us steps (a raw nanosleep: no lock, no allocation) bounds the producer's wait to the
-     * writer's pass, and checking *abandon ends it if tracking is shutting down. */
+mp_ring_wait_space(mp_ring_t *r, uint64_t n, const int *abandon) {
     for (;;) {
-        mp_ring_kick();
-        mp_sys_sleep_ns(50000);
+        if (wait_a_pass(abandon) != 0) return -1;
         r->tail_cache = mp_load_acquire(&r->tail);
-        if (r->head - r->tail_cache <= r->mask) return 0;
-        if (abandon && mp_load_acquire(abandon)) return -1;
+        if (r->head + n - r->tail_cache <= (uint64_t)r->mask + 1) return 0;
     }
+}
+
+int
+mp_ring_note(mp_ring_t *r, const mp_ring_note_t *note, const int *abandon) {
+    uint32_t h = r->notes_head; /* only this thread writes notes_head */
+    while (h - mp_load_acquire(&r->notes_tail) >= MP_RING_NOTES)
+        if (wait_a_pass(abandon) != 0) return -1;
+    mp_ring_note_t *n = &r->notes[h % MP_RING_NOTES];
+    *n = *note;
+    n->pos = r->head;
+    /* Release: the writer that sees the note sees its fields. Its position is at or below every
+     * head published after it, which is how the writer finds which bytes come before it. */
+    mp_store_release(&r->notes_head, h + 1);
+    return 0;
 }
 
 void
 mp_ring_reset_after_fork(mp_ring_t *keep) {
     /* The child is single-threaded here: plain stores are enough. The parent's pending
-     * records belong to the parent's dump (its writer still drains them there). */
+     * events belong to the parent's dump (its writer still drains them there); the child's
+     * dump starts its streams' deltas afresh. */
     for (mp_ring_t *r = registry; r; r = r->next) {
         r->head = r->tail = r->tail_cache = 0;
+        r->notes_head = r->notes_tail = 0;
+        r->last_seq = r->last_ptr = r->alloc_bytes = 0;
+        r->count[0] = r->count[1] = r->count[2] = 0;
         r->state = r == keep ? mp_ring_owned : mp_ring_free;
     }
 }

@@ -1,15 +1,24 @@
-/* ring.h - bounded lock-free rings carrying events from interposed threads to the writer.
+/* ring.h - bounded lock-free byte rings carrying events from interposed threads to the writer.
  *
- * Producer: the one thread that owns the ring (claimed with mp_ring_claim); never allocates.
- * Consumer: the writer thread only. A half-full ring kicks the writer; a full ring makes the
- * producer wait for the writer (it kicks the writer and sleeps in short steps); nothing is ever
- * dropped, because a dropped free would fabricate a leak. The wait ends early only if tracking is
- * being shut down (*abandon).
+ * Producer: the one thread that owns the ring (claimed with mp_ring_claim); never allocates. It
+ * encodes each event where it happens, in the dump's own bytes (capture.c: a STREAM record's
+ * events, FORMAT.md 5.12, deltas against the ring's previous event), so the writer only copies
+ * and checksums them. Two or three times fewer bytes per event than a fixed-size slot, and no
+ * encoding on the writer: with two cores, the writer's time comes out of the program's.
+ * Consumer: the writer thread only.
+ *
+ * What is not an event goes beside the bytes, in the ring's notes: a new owner's thread id and
+ * markers, each with the byte position it happened at, so the writer can cut the bytes there
+ * without decoding them.
+ *
+ * A half-full ring kicks the writer; a full ring makes the producer wait for the writer (it
+ * kicks the writer and sleeps in short steps); nothing is ever dropped, because a dropped free
+ * would fabricate a leak. The wait ends early only if tracking is being shut down (*abandon).
  *
  * Rings live in private anonymous mappings and are registered in a lock-free, append-only list;
  * they are never unmapped while the process runs, so the writer can walk the list without
- * locks. A thread that exits releases its ring (mp_ring_release) and a later thread reuses it;
- * the first record a new owner pushes is an OWNER record carrying its tid.
+ * locks. A thread that exits releases its ring (mp_ring_release) and a later thread reuses it,
+ * continuing its delta state; the first thing a new owner does is post an owner note.
  */
 #ifndef MP_RING_H
 #define MP_RING_H
@@ -17,109 +26,163 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* One event in flight: 32 bytes, so two fit a cache line. */
-enum {
-    mp_rec_event = 0, /* head = MP_EV_HEAD(kind, allocator); ptr, size, stack */
-    mp_rec_owner = 1, /* a new thread owns the ring; size = tid */
-    mp_rec_marker = 2 /* size = marker kind (MP_MARK_*), ptr = time_ns; seq */
-};
-typedef struct mp_rec_s {
-    uint64_t seq;   /* process-wide sequence number */
-    uint64_t ptr;   /* block address (event) or time (marker) */
-    uint64_t size;  /* bytes (ALLOC), tid (owner) or marker kind */
-    uint32_t stack; /* interned stack id, 0 = none */
-    uint8_t type;   /* mp_rec_* */
-    uint8_t head;   /* event head byte (format.h) */
-    uint16_t unused;
-} mp_rec_t;
+#include "format.h"
+
+/* Bytes of every ring (a power of two): some 28000 Python events at ~9 bytes each. */
+#define MP_RING_BYTES (256u << 10)
+/* Room a producer needs before it writes an event: the longest event (head byte, four prefix
+ * varints of at most 9 bytes) plus the 7 bytes the encoder's 8-byte stores may write past it. The
+ * ring's storage has this much slack past its end, so an event is written in one piece. */
+#define MP_RING_EVENT_MAX 48u
+/* Notes (owner changes, markers) in flight per ring; a producer waits when they are all taken. */
+#define MP_RING_NOTES 64u
+
+/* Every MP_RING_KICK_BYTES of events, the producer refreshes its view of the tail and kicks the
+ * writer if the ring is at least half full. A writer that keeps up (it polls busy rings every
+ * MP_WRITER_BUSY_NS, writer.c) is never kicked: a kick is a futex wake, a system call on the
+ * allocating thread, and used to be a tenth of the cost of a Python event. */
+#define MP_RING_KICK_BYTES (MP_RING_BYTES / 8)
+
+enum { mp_note_owner = 1, mp_note_marker = 2 };
+typedef struct mp_ring_note_s {
+    uint64_t pos;  /* the ring's head (bytes) when it happened: set by mp_ring_note */
+    uint64_t seq;  /* marker: its sequence number */
+    uint64_t a;    /* owner: tid; marker: kind (MP_MARK_*) */
+    uint64_t b;    /* marker: CLOCK_MONOTONIC, ns */
+    uint32_t type; /* mp_note_* */
+} mp_ring_note_t;
 
 enum { mp_ring_free = 0, mp_ring_owned = 1 };
 
 typedef struct mp_ring_s {
-    /* Producer side (own cache line): the owner writes head, reads tail. */
-    _Alignas(64) uint64_t head; /* next slot to fill; release-stored by the producer */
+    /* Producer side (one cache line): the owner writes these; the writer reads head, and the
+     * counters once, for the trailer. */
+    _Alignas(64) uint64_t head; /* bytes published; release-stored by the producer */
     uint64_t tail_cache;        /* producer's last view of tail (avoids sharing the line) */
+    uint64_t last_seq;          /* delta bases of the next event: the last one's seq and ptr */
+    uint64_t last_ptr;
+    uint64_t count[3];    /* events pushed, by kind (MP_EV_*): relaxed, read by the writer */
+    uint64_t alloc_bytes; /* sum of the ALLOC sizes pushed */
+    uint32_t notes_head;  /* notes published; release-stored by the producer */
     /* Consumer side. */
-    _Alignas(64) uint64_t tail; /* next slot to drain; release-stored by the writer */
+    _Alignas(64) uint64_t tail; /* bytes drained; release-stored by the writer */
+    uint32_t notes_tail;        /* notes drained; release-stored by the writer */
     /* Registry (immutable once published, except state). */
     _Alignas(64) struct mp_ring_s *next; /* next ring in the registry */
     uint32_t stream;                     /* stream id in the dump, 0-based, unique */
     uint32_t state;                      /* mp_ring_free / mp_ring_owned */
-    uint32_t mask;                       /* capacity - 1 */
-    mp_rec_t *slots;                     /* capacity records */
+    uint32_t mask;                       /* MP_RING_BYTES - 1 */
+    uint8_t *bytes;                      /* MP_RING_BYTES + MP_RING_EVENT_MAX */
     void *scratch; /* the owner's private memory (capture.c's Python memo), kept for the next */
+    mp_ring_note_t notes[MP_RING_NOTES];
 } mp_ring_t;
-
-/* Capacity of every ring, in records (a power of two): 8192 * 32 B = 256 KiB per thread. */
-#define MP_RING_CAPACITY 8192u
-
-/* Every MP_RING_KICK_EVERY pushes, the producer refreshes its view of the tail and kicks the
- * writer if the ring is at least half full. A writer that keeps up (it polls busy rings every
- * MP_WRITER_BUSY_NS, writer.c) is never kicked: a kick is a futex wake, a system call on the
- * allocating thread, and used to be a tenth of the cost of a Python event. */
-#define MP_RING_KICK_EVERY (MP_RING_CAPACITY / 8)
 
 /* Called by producers when the writer should run now (ring filling, or full). */
 extern void (*mp_ring_kick)(void);
 
 /* Claim a free ring or map a new one; returns NULL only if mmap fails. Lock-free. The caller
- * then pushes an OWNER record. */
+ * then posts an owner note. */
 mp_ring_t *mp_ring_claim(void);
-/* Give the ring back (the owner thread is exiting). Its pending records stay for the writer. */
+/* Give the ring back (the owner thread is exiting). Its pending bytes stay for the writer. */
 void mp_ring_release(mp_ring_t *r);
 /* First ring of the registry (writer walks ->next with acquire loads). */
 mp_ring_t *mp_ring_first(void);
-/* Reset after fork, in the child (single-threaded): every ring empty and free except keep,
- * which stays owned. */
+/* Reset after fork, in the child (single-threaded): every ring empty, with fresh delta state and
+ * counters, and free except keep, which stays owned. */
 void mp_ring_reset_after_fork(mp_ring_t *keep);
 
-/* Producer: append one record; waits while the ring is full unless *abandon becomes nonzero,
- * in which case the record is not pushed and -1 is returned. 0 when pushed. */
-static inline int mp_ring_push(mp_ring_t *r, const mp_rec_t *rec, const int *abandon);
+/* Slow path of mp_ring_reserve: waits until n bytes are free; 0, or -1 if *abandon ended it. */
+int mp_ring_wait_space(mp_ring_t *r, uint64_t n, const int *abandon);
 
-/* Consumer: records [tail, head) are ready; after using them, mp_ring_consume(r, head). */
+/* Producer, in two steps: where to write the next event (MP_RING_EVENT_MAX bytes are free there,
+ * contiguous thanks to the slack), waiting while the ring is too full (NULL if *abandon ends the
+ * wait); then, once n bytes are written, mp_ring_publish. */
+static inline uint8_t *
+mp_ring_reserve(mp_ring_t *r, const int *abandon) {
+    uint64_t h = r->head; /* only this thread writes head */
+    if (__builtin_expect(h + MP_RING_EVENT_MAX - r->tail_cache > (uint64_t)r->mask + 1, 0)) {
+        r->tail_cache = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+        if (h + MP_RING_EVENT_MAX - r->tail_cache > (uint64_t)r->mask + 1 &&
+            mp_ring_wait_space(r, MP_RING_EVENT_MAX, abandon) != 0)
+            return NULL;
+    }
+    return r->bytes + (h & r->mask);
+}
+
+static inline void
+mp_ring_publish(mp_ring_t *r, size_t n) {
+    uint64_t h = r->head, nh = h + n, cap = (uint64_t)r->mask + 1, off = h & r->mask;
+    /* An event that ran into the slack continues at the start of the storage: those bytes are
+     * free (reserve checked the room), and the writer reads positions modulo the capacity. */
+    if (__builtin_expect(off + n > cap, 0))
+        __builtin_memcpy(r->bytes, r->bytes + cap, (size_t)(off + n - cap));
+    /* Release: the writer that sees the new head sees the event's bytes. */
+    __atomic_store_n(&r->head, nh, __ATOMIC_RELEASE);
+    if (__builtin_expect(((h ^ nh) & ~(uint64_t)(MP_RING_KICK_BYTES - 1)) != 0, 0)) {
+        r->tail_cache = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+        if (nh - r->tail_cache >= cap / 2) mp_ring_kick();
+    }
+}
+
+/* Producer: encode one event at p (from mp_ring_reserve) as a STREAM record's event (FORMAT.md
+ * 5.12: head byte, then prefix varints: seq and ptr deltas against the ring's previous event, size
+ * for an ALLOC, stack but for a REALLOC_FAIL), advance the delta state and count it; returns its
+ * length, for mp_ring_publish. */
+static inline size_t
+mp_ring_encode(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned allocator, uint64_t seq,
+               uint64_t ptr, uint64_t size, uint32_t stack) {
+    uint8_t *start = p;
+    *p++ = MP_EV_HEAD(kind, allocator);
+    p += mp_pvarint_put(p, seq - r->last_seq);
+    p += mp_pvarint_put(p, mp_zigzag((int64_t)(ptr - r->last_ptr)));
+    if (kind == MP_EV_ALLOC) {
+        p += mp_pvarint_put(p, size);
+        __atomic_store_n(&r->alloc_bytes, r->alloc_bytes + size, __ATOMIC_RELAXED);
+    }
+    if (kind != MP_EV_REALLOC_FAIL) p += mp_pvarint_put(p, stack);
+    r->last_seq = seq;
+    r->last_ptr = ptr;
+    __atomic_store_n(&r->count[kind], r->count[kind] + 1, __ATOMIC_RELAXED);
+    return (size_t)(p - start);
+}
+
+/* Producer: reserve, encode, publish. 0, or -1 (nothing pushed) if *abandon ended a wait. */
+static inline int
+mp_ring_push(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t seq, uint64_t ptr,
+             uint64_t size, uint32_t stack, const int *abandon) {
+    uint8_t *p = mp_ring_reserve(r, abandon);
+    if (!p) return -1;
+    mp_ring_publish(r, mp_ring_encode(r, p, kind, allocator, seq, ptr, size, stack));
+    return 0;
+}
+
+/* Producer: post a note at the current head (waiting while every note is taken, unless *abandon
+ * is set: then -1 and nothing is posted). 0 when posted. */
+int mp_ring_note(mp_ring_t *r, const mp_ring_note_t *note, const int *abandon);
+
+/* Consumer: bytes [tail, head) are ready; notes [notes_tail, notes_head), each at a position
+ * up to the head read before them (read head first: every note before that head is then seen).
+ * After using them, mp_ring_consume. */
 static inline uint64_t
 mp_ring_ready(mp_ring_t *r) {
     return __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
 }
+static inline uint32_t
+mp_ring_notes_ready(mp_ring_t *r) {
+    return __atomic_load_n(&r->notes_head, __ATOMIC_ACQUIRE);
+}
 static inline void
-mp_ring_consume(mp_ring_t *r, uint64_t upto) {
+mp_ring_consume(mp_ring_t *r, uint64_t upto, uint32_t notes_upto) {
+    __atomic_store_n(&r->notes_tail, notes_upto, __ATOMIC_RELEASE);
     __atomic_store_n(&r->tail, upto, __ATOMIC_RELEASE);
 }
-
-int mp_ring_wait_space(mp_ring_t *r, const int *abandon); /* slow path of push */
-
-/* Producer, in two steps (the record is written in place): the slot for the next record,
- * waiting while the ring is full as mp_ring_push does (NULL if *abandon ends the wait); then,
- * once the slot is filled, mp_ring_publish. */
-static inline mp_rec_t *
-mp_ring_reserve(mp_ring_t *r, const int *abandon) {
-    uint64_t h = r->head; /* only this thread writes head */
-    if (__builtin_expect(h - r->tail_cache > r->mask, 0)) {
-        r->tail_cache = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
-        if (h - r->tail_cache > r->mask && mp_ring_wait_space(r, abandon) != 0) return NULL;
-    }
-    return &r->slots[h & r->mask];
-}
-
+/* Consumer: copy bytes [from, to) (to - from <= MP_RING_BYTES) to out. */
 static inline void
-mp_ring_publish(mp_ring_t *r) {
-    uint64_t h = r->head + 1;
-    /* Release: the writer that sees the new head sees the record's bytes. */
-    __atomic_store_n(&r->head, h, __ATOMIC_RELEASE);
-    if (__builtin_expect((h & (MP_RING_KICK_EVERY - 1)) == 0, 0)) {
-        r->tail_cache = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
-        if (h - r->tail_cache >= (r->mask + 1) / 2) mp_ring_kick();
-    }
-}
-
-static inline int
-mp_ring_push(mp_ring_t *r, const mp_rec_t *rec, const int *abandon) {
-    mp_rec_t *slot = mp_ring_reserve(r, abandon);
-    if (!slot) return -1;
-    *slot = *rec;
-    mp_ring_publish(r);
-    return 0;
+mp_ring_copy(const mp_ring_t *r, uint64_t from, uint64_t to, uint8_t *out) {
+    uint64_t cap = (uint64_t)r->mask + 1, off = from & r->mask, n = to - from;
+    uint64_t first = n < cap - off ? n : cap - off;
+    __builtin_memcpy(out, r->bytes + off, (size_t)first);
+    __builtin_memcpy(out + first, r->bytes, (size_t)(n - first));
 }
 
 #endif

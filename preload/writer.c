@@ -1,9 +1,9 @@
 /* writer.c - the writer thread (see writer.h for the contract).
  *
- * Each pass: emit new stacks (and, with native stacks, new modules), drain every ring into
- * EVENTS/THREAD/MARKER records, sample RSS on schedule, and write the chunk when it is big
- * enough or old enough. Chunks are written with one write(2) each, so a killed process leaves
- * whole chunks behind (docs/FORMAT.md 7).
+ * Each pass: emit new stacks (and, with native stacks, new modules), copy every ring's events
+ * into STREAM records and its notes into THREAD/MARKER records, sample RSS on schedule, and write
+ * the chunk when it is big enough or old enough. Chunks are written with one write(2) each, so a
+ * killed process leaves whole chunks behind (docs/FORMAT.md 7).
  */
 #include "writer.h"
 
@@ -25,17 +25,14 @@
 
 #define CHUNK_CAP (1u << 20)           /* payload bytes per chunk buffer */
 #define CHUNK_FLUSH_AT (CHUNK_CAP / 2) /* write once this full */
-#define EVENT_MAX 40u                  /* worst-case encoded event */
-#define SCRATCH_CAP (MP_RING_CAPACITY * EVENT_MAX + 64)
+#define SCRATCH_CAP (256u << 10)       /* one record body (not events) being built */
 /* The writer's sleep after a pass that drained an eighth of a ring or more (ten times this after
- * a lighter one): at 20 M events/s a thread fills a quarter of its ring in this time (plus the
+ * a lighter one): at 20 M events/s a thread fills some 7% of its ring in this time (plus the
  * kernel's 50 us timer slack). */
 #define MP_WRITER_BUSY_NS 100000u
 
-struct batch_s;
-
-/* Aligned to a cache line, so its size is whole lines: the writer updates the totals on every
- * drained event, and a producer's hot global sharing a line with them would miss each time. */
+/* Aligned to a cache line, so its size is whole lines: the writer updates its state on every
+ * pass, and a producer's hot global sharing a line with it would miss each time. */
 static struct {
     _Alignas(64) mp_writer_opts_t o;
     pthread_t thread;
@@ -62,8 +59,6 @@ static struct {
     int done;     /* futex word: the writer finished */
     unsigned stop_kind;
     uint64_t stop_seq, stop_time;
-    /* Encoding loop: add_events_bmi2 where PDEP is fast, else add_events_plain. */
-    uint64_t (*add_events)(struct batch_s *, const mp_ring_t *, uint64_t, uint64_t);
 } W;
 
 /* ---- chunk buffer ------------------------------------------------------------------------ */
@@ -283,117 +278,56 @@ emit_sample(uint64_t now) {
 
 /* ---- draining rings ---------------------------------------------------------------------- */
 
-typedef struct batch_s {
-    uint32_t stream;
-    uint32_t count;
-    uint64_t base_seq, prev_seq, prev_ptr;
-    uint8_t *p; /* next byte in W.scratch (after the reserved prefix) */
-} batch_t;
-
-/* The EVENTS body prefix (stream, count, base_seq) is only known at the end, so events are
- * encoded after a reserved gap and the prefix is written just before them. */
-#define PREFIX_GAP 32
+/* Bytes [from, to) of r's events as one STREAM record (FORMAT.md 5.12): the producers wrote them
+ * in the record's own encoding, so they are copied as they are. At most a ring's worth, which
+ * fits an empty chunk. */
+static void
+put_stream(const mp_ring_t *r, uint64_t from, uint64_t to) {
+    if (from == to) return;
+    uint8_t pre[MP_VARINT_MAX];
+    size_t np = mp_varint_put(pre, r->stream), body = np + (size_t)(to - from);
+    if (W.len + 1 + MP_VARINT_MAX + body > CHUNK_CAP) flush();
+    uint8_t *p = W.chunk + MP_CHUNK_HEADER_SIZE + W.len;
+    *p++ = MP_REC_STREAM;
+    p += mp_varint_put(p, body);
+    memcpy(p, pre, np);
+    mp_ring_copy(r, from, to, p + np);
+    W.len = (size_t)(p + body - (W.chunk + MP_CHUNK_HEADER_SIZE));
+}
 
 static void
-batch_open(batch_t *b, uint32_t stream) {
-    b->stream = stream;
-    b->count = 0;
-    b->p = W.scratch + PREFIX_GAP;
-}
-
-static void
-batch_close(batch_t *b) {
-    if (b->count == 0) return;
-    uint8_t pre[PREFIX_GAP], *p = pre;
-    p += mp_varint_put(p, b->stream);
-    p += mp_varint_put(p, b->count);
-    p += mp_varint_put(p, b->base_seq);
-    size_t np = (size_t)(p - pre);
-    uint8_t *start = W.scratch + PREFIX_GAP - np;
-    memcpy(start, pre, np);
-    put_record(MP_REC_EVENTS, start, (size_t)(b->p - start));
-    b->count = 0;
-    b->p = W.scratch + PREFIX_GAP;
-}
-
-/* Varints of events are the writer's inner loop: mp_varint_put's byte loop took some 60 of its
- * ~110 instructions per event, mp_varint_put_fast (format.h) takes about half that. The scratch
- * buffer keeps 64 bytes of slack for its 8-byte stores. */
-static MP_ALWAYS_INLINE void
-batch_add(batch_t *b, const mp_rec_t *r, size_t (*put)(uint8_t *, uint64_t)) {
-    if (b->count == 0) b->base_seq = b->prev_seq = r->seq, b->prev_ptr = 0;
-    uint8_t *p = b->p;
-    unsigned kind = MP_EV_KIND(r->head);
-    *p++ = r->head;
-    p += put(p, r->seq - b->prev_seq);
-    p += put(p, mp_zigzag((int64_t)(r->ptr - b->prev_ptr)));
-    if (kind == MP_EV_ALLOC) p += put(p, r->size);
-    if (kind != MP_EV_REALLOC_FAIL) p += put(p, r->stack);
-    b->p = p;
-    b->prev_seq = r->seq;
-    b->prev_ptr = r->ptr;
-    b->count++;
-    W.events++;
-    if (kind == MP_EV_ALLOC)
-        W.allocs++, W.alloc_bytes += r->size;
-    else if (kind == MP_EV_FREE)
-        W.frees++;
-}
-
-/* Encode the event records of r from slot i on into b, up to h or the first other record;
- * returns where it stopped. */
-static MP_ALWAYS_INLINE uint64_t
-add_events(batch_t *b, const mp_ring_t *r, uint64_t i, uint64_t h,
-           size_t (*put)(uint8_t *, uint64_t)) {
-    for (; i < h; i++) {
-        const mp_rec_t *rec = &r->slots[i & r->mask];
-        if (rec->type != mp_rec_event) break;
-        batch_add(b, rec, put);
+emit_note(const mp_ring_t *r, const mp_ring_note_t *n) {
+    if (n->type == mp_note_marker) {
+        emit_marker((unsigned)n->a, n->seq, n->b);
+    } else if (n->type == mp_note_owner) {
+        uint8_t body[24], *p = body;
+        p += mp_varint_put(p, r->stream);
+        p += mp_varint_put(p, n->a);
+        put_record(MP_REC_THREAD, body, (size_t)(p - body));
     }
-    return i;
 }
 
-static uint64_t
-add_events_plain(batch_t *b, const mp_ring_t *r, uint64_t i, uint64_t h) {
-    return add_events(b, r, i, h, mp_varint_put);
-}
-
-#if defined(__x86_64__)
-__attribute__((target("bmi2,lzcnt"))) static uint64_t
-add_events_bmi2(batch_t *b, const mp_ring_t *r, uint64_t i, uint64_t h) {
-    return add_events(b, r, i, h, mp_varint_put_fast);
-}
-#endif
-
-/* Drain one ring; returns the records drained. */
+/* Drain one ring: its bytes, cut where its notes happened; returns the bytes drained. */
 static uint64_t
 drain_ring(mp_ring_t *r) {
-    uint64_t t = r->tail, h = mp_ring_ready(r);
-    if (t == h) return 0;
-    batch_t b;
-    batch_open(&b, r->stream);
-    for (uint64_t i = t; i < h; i++) {
-        i = W.add_events(&b, r, i, h);
-        if (i == h) break;
-        const mp_rec_t *rec = &r->slots[i & r->mask];
-        if (rec->type == mp_rec_owner) {
-            batch_close(&b);
-            uint8_t body[24], *p = body;
-            p += mp_varint_put(p, r->stream);
-            p += mp_varint_put(p, rec->size);
-            put_record(MP_REC_THREAD, body, (size_t)(p - body));
-        } else if (rec->type == mp_rec_marker) {
-            batch_close(&b);
-            emit_marker((unsigned)rec->size, rec->seq, rec->ptr);
-        }
+    /* Head first: every note posted before the bytes up to h is then visible (ring.h). */
+    uint64_t t0 = r->tail, h = mp_ring_ready(r), t = t0;
+    uint32_t nt = r->notes_tail, nh = mp_ring_notes_ready(r);
+    if (t == h && nt == nh) return 0;
+    for (; nt != nh; nt++) {
+        const mp_ring_note_t *n = &r->notes[nt % MP_RING_NOTES];
+        if (n->pos > h) break; /* after bytes not yet published: the next pass */
+        put_stream(r, t, n->pos);
+        t = n->pos;
+        emit_note(r, n);
     }
-    batch_close(&b);
-    /* Release: the producer may now overwrite these slots. */
-    mp_ring_consume(r, h);
-    return h - t;
+    put_stream(r, t, h);
+    /* Release: the producer may now overwrite these bytes and notes. */
+    mp_ring_consume(r, h, nt);
+    return h - t0;
 }
 
-/* Drain every ring; returns the most records drained from one (0: all were empty). */
+/* Drain every ring; returns the most bytes drained from one (0: all were empty). */
 static uint64_t
 drain_all(void) {
     uint64_t most = 0;
@@ -413,8 +347,22 @@ refresh_modules(uint64_t now, int force) {
     mp_modules_refresh(emit_module, NULL);
 }
 
+/* The trailer's totals: what the producers counted as they pushed (ring.h). */
+static void
+count_events(void) {
+    W.allocs = W.frees = W.events = W.alloc_bytes = 0;
+    for (mp_ring_t *r = mp_ring_first(); r; r = r->next) {
+        W.allocs += mp_load_relaxed(&r->count[MP_EV_ALLOC]);
+        W.frees += mp_load_relaxed(&r->count[MP_EV_FREE]);
+        W.events += mp_load_relaxed(&r->count[MP_EV_REALLOC_FAIL]);
+        W.alloc_bytes += mp_load_relaxed(&r->alloc_bytes);
+    }
+    W.events += W.allocs + W.frees;
+}
+
 static void
 emit_trailer(void) {
+    count_events();
     uint8_t body[96], *p = body;
     p += mp_varint_put(p, W.events);
     p += mp_varint_put(p, W.allocs);
@@ -458,8 +406,7 @@ writer_main(void *arg) {
         int w = mp_load_acquire(&W.wake);
         mp_store_release(&W.sleeping, 1);
         if (drained) {
-            uint64_t ns =
-                drained >= MP_RING_CAPACITY / 8 ? MP_WRITER_BUSY_NS : 10 * MP_WRITER_BUSY_NS;
+            uint64_t ns = drained >= MP_RING_BYTES / 8 ? MP_WRITER_BUSY_NS : 10 * MP_WRITER_BUSY_NS;
             mp_sys_futex_wait(&W.wake, w, ns < period ? ns : period);
         } else if (!drain_all()) {
             mp_sys_futex_wait(&W.wake, w, period);
@@ -498,10 +445,6 @@ mp_writer_start(const mp_writer_opts_t *opts) {
     if (!W.chunk) W.chunk = mp_sys_map(MP_CHUNK_HEADER_SIZE + CHUNK_CAP);
     if (!W.scratch) W.scratch = mp_sys_map(SCRATCH_CAP);
     if (!S.enc) S.enc = mp_sys_map(STACK_ENC_CAP);
-    W.add_events = add_events_plain;
-#if defined(__x86_64__)
-    if (mp_varint_fast_init()) W.add_events = add_events_bmi2;
-#endif
     if (!W.chunk || !W.scratch || !S.enc || mp_modules_init() != 0) return -1;
     S.frames = NULL;
     W.len = 0;

@@ -82,7 +82,7 @@ live_clear(live_t *l) {
 
 /* ---- private state -------------------------------------------------------------------------- */
 
-typedef struct evrec_s { /* one EVENTS record, located, not decoded */
+typedef struct evrec_s { /* one EVENTS or STREAM record, located, not decoded */
     mp_rec_events_t rec;
     size_t next; /* next record of the same stream, or SIZE_MAX */
 } evrec_t;
@@ -266,10 +266,13 @@ scan_record(mp_model_t *m, const mp_record_t *rec, size_t *modcap, size_t *thrca
             m->threads[m->nthreads++] = (mp_thread_t){t.stream, t.tid};
             return 0;
         }
-        case MP_REC_EVENTS: {
+        case MP_REC_EVENTS:
+        case MP_REC_STREAM: {
             mp_rec_events_t e;
-            if ((rc = mp_rec_events(r, rec, &e, err)) < 0) return rc;
-            if (e.count == 0) return 0;
+            rc = rec->tag == MP_REC_EVENTS ? mp_rec_events(r, rec, &e, err)
+                                           : mp_rec_stream(r, rec, &e, err);
+            if (rc < 0) return rc;
+            if (e.first == e.end) return 0;
             size_t si;
             if (scan_stream(pv, e.stream, &si) < 0) return nomem(err);
             if (!PUSH(pv->ev, pv->nev, pv->capev)) return nomem(err);
@@ -519,6 +522,7 @@ replay(mp_model_t *m, uint64_t limit, pass1_t *p1, mp_err_t *err) {
         s->realloc_out.used = 0;
         s->cur = s->first;
         if (s->cur == SIZE_MAX) continue;
+        mp_events_reset(&s->it);
         mp_events_init(&s->it, pv->r, &pv->ev[s->cur].rec);
         rc = stream_advance(pv, s, err);
         if (rc < 0) goto done;

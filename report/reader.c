@@ -110,6 +110,8 @@ doing_record(unsigned tag) {
             return "reading pycode record";
         case MP_REC_PYTHON:
             return "reading python record";
+        case MP_REC_STREAM:
+            return "reading stream record";
         default:
             return "reading record header";
     }
@@ -459,6 +461,18 @@ mp_rec_events(const mp_reader_t *r, const mp_record_t *rec, mp_rec_events_t *out
                           (size_t)(c.end - c.p));
     out->first = c.p;
     out->end = c.end;
+    out->cont = 0;
+    return 0;
+}
+
+int
+mp_rec_stream(const mp_reader_t *r, const mp_record_t *rec, mp_rec_events_t *out, mp_err_t *err) {
+    cur_t c = cur_of(r, rec, err);
+    TRY(cur_varint(&c, &out->stream, "stream"));
+    out->count = out->base_seq = 0;
+    out->first = c.p;
+    out->end = c.end;
+    out->cont = 1;
     return 0;
 }
 
@@ -615,19 +629,40 @@ mp_rec_python(const mp_reader_t *r, const mp_record_t *rec, mp_rec_python_t *out
 /* ---- events --------------------------------------------------------------------------------- */
 
 void
+mp_events_reset(mp_events_t *it) {
+    it->seq = it->ptr = 0;
+}
+
+void
 mp_events_init(mp_events_t *it, const mp_reader_t *r, const mp_rec_events_t *ev) {
     it->base = r->base;
     it->p = ev->first;
     it->end = ev->end;
+    it->cont = ev->cont;
+    if (ev->cont) {
+        it->left = UINT64_MAX;
+        return;
+    }
     it->left = ev->count;
     it->seq = ev->base_seq;
     it->ptr = 0;
 }
 
+/* A field of an event that could not be read: a prefix varint (STREAM) can only run past the
+ * record's end; a LEB128 one (EVENTS) can also be malformed. */
+static int
+event_field_error(const mp_events_t *it, const uint8_t *p, const char *field, mp_err_t *err) {
+    static const char *const doing = "reading events record";
+    if (it->cont)
+        return mp_err_set(err, MP_EFIELD, (uint64_t)(p - it->base), doing,
+                          "%s runs past the record end", field);
+    return varint_error(p, it->end, it->base, doing, field, err);
+}
+
 int
 mp_events_next(mp_events_t *it, mp_event_t *ev, mp_err_t *err) {
     static const char *const doing = "reading events record";
-    if (it->left == 0) return 0;
+    if (it->left == 0 || (it->cont && it->p == it->end)) return 0;
     const uint8_t *at = it->p;
     if (at >= it->end)
         return mp_err_set(err, MP_EFIELD, (uint64_t)(at - it->base), doing,
@@ -637,14 +672,15 @@ mp_events_next(mp_events_t *it, mp_event_t *ev, mp_err_t *err) {
     if ((head & 0x80) || kind > MP_EV_REALLOC_FAIL)
         return mp_err_set(err, MP_EFIELD, (uint64_t)(at - it->base), doing,
                           "bad event head byte 0x%02x", head);
+    /* STREAM events' integers are prefix varints (FORMAT.md 2.4), EVENTS' LEB128. */
+    int (*get)(const uint8_t **, const uint8_t *, uint64_t *) =
+        it->cont ? mp_pvarint_get : mp_varint_get;
     uint64_t v;
     const uint8_t *p = it->p;
-    if (mp_varint_get(&it->p, it->end, &v) < 0)
-        return varint_error(p, it->end, it->base, doing, "event seq", err);
+    if (get(&it->p, it->end, &v) < 0) return event_field_error(it, p, "event seq", err);
     it->seq += v;
     p = it->p;
-    if (mp_varint_get(&it->p, it->end, &v) < 0)
-        return varint_error(p, it->end, it->base, doing, "event ptr", err);
+    if (get(&it->p, it->end, &v) < 0) return event_field_error(it, p, "event ptr", err);
     it->ptr += (uint64_t)mp_unzigzag(v);
     ev->seq = it->seq;
     ev->ptr = it->ptr;
@@ -654,13 +690,12 @@ mp_events_next(mp_events_t *it, mp_event_t *ev, mp_err_t *err) {
     ev->stack = 0;
     if (kind == MP_EV_ALLOC) {
         p = it->p;
-        if (mp_varint_get(&it->p, it->end, &ev->size) < 0)
-            return varint_error(p, it->end, it->base, doing, "event size", err);
+        if (get(&it->p, it->end, &ev->size) < 0) return event_field_error(it, p, "event size", err);
     }
     if (kind == MP_EV_ALLOC || kind == MP_EV_FREE) {
         p = it->p;
-        if (mp_varint_get(&it->p, it->end, &ev->stack) < 0)
-            return varint_error(p, it->end, it->base, doing, "event stack", err);
+        if (get(&it->p, it->end, &ev->stack) < 0)
+            return event_field_error(it, p, "event stack", err);
     }
     it->left--;
     return 1;

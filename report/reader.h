@@ -108,10 +108,11 @@ typedef struct mp_rec_process_s {
 typedef struct mp_rec_thread_s {
     uint64_t stream, tid;
 } mp_rec_thread_t;
-typedef struct mp_rec_events_s {
-    uint64_t stream, count, base_seq;
-    const uint8_t *first; /* first event */
-    const uint8_t *end;   /* end of the record body */
+typedef struct mp_rec_events_s {      /* an EVENTS record, or a STREAM record (2.0) */
+    uint64_t stream, count, base_seq; /* STREAM: count and base_seq are 0 (none in the record) */
+    const uint8_t *first;             /* first event */
+    const uint8_t *end;               /* end of the record body */
+    int cont; /* STREAM: the events run to the body's end, their deltas continuing the stream's */
 } mp_rec_events_t;
 typedef struct mp_rec_stack_s {
     uint64_t id, n;
@@ -166,6 +167,9 @@ int mp_rec_thread(const mp_reader_t *r, const mp_record_t *rec, mp_rec_thread_t 
 /* Validates the record's header fields only; the events are checked as they are decoded. */
 int mp_rec_events(const mp_reader_t *r, const mp_record_t *rec, mp_rec_events_t *out,
                   mp_err_t *err);
+/* STREAM (2.0), into the same shape (cont set); likewise. */
+int mp_rec_stream(const mp_reader_t *r, const mp_record_t *rec, mp_rec_events_t *out,
+                  mp_err_t *err);
 /* Validates all n frames; fill them with mp_rec_stack_frames. */
 int mp_rec_stack(const mp_reader_t *r, const mp_record_t *rec, mp_rec_stack_t *out, mp_err_t *err);
 /* Decode a validated stack's frames into out[s->n]. */
@@ -199,11 +203,16 @@ typedef struct mp_event_s {
 typedef struct mp_events_s {
     const uint8_t *base; /* file start, for offsets */
     const uint8_t *p, *end;
-    uint64_t left; /* events not yet decoded */
-    uint64_t seq, ptr;
+    uint64_t left;     /* events not yet decoded (STREAM: until end) */
+    uint64_t seq, ptr; /* the last event's: what deltas apply to */
+    int cont;
 } mp_events_t;
 
-/* Start decoding the events of a record decoded by mp_rec_events. */
+/* Before a stream's first record: no previous event (seq and ptr 0). */
+void mp_events_reset(mp_events_t *it);
+/* Start decoding the events of a record decoded by mp_rec_events or mp_rec_stream. A STREAM
+ * record continues from the last event it decoded (the stream's previous record, FORMAT.md
+ * 5.12): decode a stream's records in file order with one cursor, reset before the first. */
 void mp_events_init(mp_events_t *it, const mp_reader_t *r, const mp_rec_events_t *ev);
 /* Next event: 1 with *ev filled, 0 when the record is exhausted, or a negative MP_E*. */
 int mp_events_next(mp_events_t *it, mp_event_t *ev, mp_err_t *err);

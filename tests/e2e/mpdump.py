@@ -1,4 +1,4 @@
-"""mpdump.py - a small, independent decoder of memprof dumps (docs/FORMAT.md 1.1).
+"""mpdump.py - a small, independent decoder of memprof dumps (docs/FORMAT.md 2.0).
 
 A test utility, not a reporter: it exists so that end-to-end tests can cross-check the
 `memprof json` report against a second reading of the same bytes, and so that a failing test
@@ -22,7 +22,7 @@ MAX_PAYLOAD = 16 << 20
 
 REC_PROCESS, REC_THREAD, REC_EVENTS, REC_STACK = 1, 2, 3, 4
 REC_MODULE, REC_SAMPLE, REC_MARKER, REC_TRAILER, REC_LOST = 5, 6, 7, 8, 9
-REC_PYCODE, REC_PYTHON = 0x0A, 0x0B
+REC_PYCODE, REC_PYTHON, REC_STREAM = 0x0A, 0x0B, 0x0C
 FRAME_PYTHON = 1 << 63
 EV_ALLOC, EV_FREE, EV_REALLOC_FAIL = 0, 1, 2
 MARK_MAIN_END, MARK_EXIT = 1, 2
@@ -72,6 +72,21 @@ class _Cursor:
             if not b & 0x80:
                 return v
             shift += 7
+
+    def pvarint(self):
+        """A prefix varint (FORMAT.md 2.4): the first byte's trailing zeros give the length."""
+        if self.pos >= self.end:
+            raise Corrupt("varint runs past its record")
+        b = self.buf[self.pos]
+        n = ((b & -b).bit_length()) if b else 9
+        if self.pos + n > self.end:
+            raise Corrupt("varint runs past its record")
+        if n == 9:
+            v = int.from_bytes(self.buf[self.pos + 1:self.pos + 9], "little")
+        else:
+            v = int.from_bytes(self.buf[self.pos:self.pos + n], "little") >> n
+        self.pos += n
+        return v
 
     def zigzag(self):
         z = self.varint()
@@ -123,6 +138,7 @@ class Dump:
         self.argv = []
         self.threads = {}  # stream -> [tid, ...]
         self.events = []
+        self.stream_last = {}  # stream -> (seq, ptr) of its last event (5.12)
         self.stacks = {}   # id -> [frame, ...] innermost first
         self.modules = []  # (bias, [(start, end)], path, build_id)
         self.samples = []  # (time_ns, seq, rss)
@@ -166,6 +182,29 @@ class Dump:
             self._record(tag, c)
             pos = body_end
 
+    def _events(self, c, stream, seq, ptr, count):
+        """Decode count events (None: to the record's end) from the given delta bases; the
+        last one is where the stream's next STREAM record continues."""
+        ev = self.events
+        while (c.pos < c.end) if count is None else count > 0:
+            if c.pos >= c.end:
+                raise Corrupt("events run past their record")
+            head = c.buf[c.pos]
+            c.pos += 1
+            kind, alloc = head & 7, (head >> 3) & 15
+            if head & 0x80 or kind > EV_REALLOC_FAIL:
+                raise Corrupt("bad event head byte 0x%02x" % head)
+            get = c.varint if count is not None else c.pvarint  # STREAM: prefix varints
+            seq = (seq + get()) & 0xFFFFFFFFFFFFFFFF
+            z = get()
+            ptr = (ptr + ((z >> 1) ^ -(z & 1))) & 0xFFFFFFFFFFFFFFFF
+            size = get() if kind == EV_ALLOC else 0
+            stack = get() if kind != EV_REALLOC_FAIL else 0
+            ev.append((seq, stream, kind, alloc, ptr, size, stack))
+            self.stream_last[stream] = (seq, ptr)
+            if count is not None:
+                count -= 1
+
     def _record(self, tag, c):
         if tag == REC_PROCESS:
             self.exe = c.bytes().decode("utf-8", "replace")
@@ -176,19 +215,11 @@ class Dump:
             self.threads.setdefault(stream, []).append(tid)
         elif tag == REC_EVENTS:
             stream, count, seq = c.varint(), c.varint(), c.varint()
-            ptr = 0
-            ev = self.events
-            for _ in range(count):
-                if c.pos >= c.end:
-                    raise Corrupt("events run past their record")
-                head = c.buf[c.pos]
-                c.pos += 1
-                kind, alloc = head & 7, (head >> 3) & 15
-                seq += c.varint()
-                ptr = (ptr + c.zigzag()) & 0xFFFFFFFFFFFFFFFF
-                size = c.varint() if kind == EV_ALLOC else 0
-                stack = c.varint() if kind != EV_REALLOC_FAIL else 0
-                ev.append((seq, stream, kind, alloc, ptr, size, stack))
+            self._events(c, stream, seq, 0, count)
+        elif tag == REC_STREAM:
+            stream = c.varint()
+            seq, ptr = self.stream_last.get(stream, (0, 0))
+            self._events(c, stream, seq, ptr, None)
         elif tag == REC_STACK:
             sid, n = c.varint(), c.varint()
             frames, prev = [], 0

@@ -25,6 +25,16 @@ put_varint(uint8_t **buf, size_t *len, size_t *cap, uint64_t v) {
     put(buf, len, cap, tmp, mp_varint_put(tmp, v));
 }
 
+/* An event's integer: a prefix varint in a STREAM record (FORMAT.md 2.4), else LEB128. */
+static void
+ev_int(mp_dg_t *g, uint64_t v) {
+    uint8_t tmp[MP_PVARINT_MAX + 8];
+    if (g->ev_cont)
+        put(&g->ev, &g->evlen, &g->evcap, tmp, mp_pvarint_put(tmp, v));
+    else
+        put_varint(&g->ev, &g->evlen, &g->evcap, v);
+}
+
 void
 mp_dg_init_header(mp_dg_t *g, const mp_fmt_header_t *h) {
     memset(g, 0, sizeof *g);
@@ -221,14 +231,23 @@ mp_dg_events_begin(mp_dg_t *g, uint64_t stream, uint64_t base_seq) {
     g->ev_seq = base_seq;
     g->ev_ptr = 0;
     g->ev_count = 0;
+    g->ev_cont = 0;
+}
+
+void
+mp_dg_stream_begin(mp_dg_t *g, uint64_t stream) {
+    if (stream >= 64) abort();
+    mp_dg_events_begin(g, stream, g->last_seq[stream]);
+    g->ev_ptr = g->last_ptr[stream];
+    g->ev_cont = 1;
 }
 
 static void
 ev_head(mp_dg_t *g, unsigned kind, unsigned allocator, uint64_t seq, uint64_t ptr) {
     uint8_t head = MP_EV_HEAD(kind, allocator);
     put(&g->ev, &g->evlen, &g->evcap, &head, 1);
-    put_varint(&g->ev, &g->evlen, &g->evcap, seq - g->ev_seq);
-    put_varint(&g->ev, &g->evlen, &g->evcap, mp_zigzag((int64_t)(ptr - g->ev_ptr)));
+    ev_int(g, seq - g->ev_seq);
+    ev_int(g, mp_zigzag((int64_t)(ptr - g->ev_ptr)));
     g->ev_seq = seq;
     g->ev_ptr = ptr;
     g->ev_count++;
@@ -238,14 +257,14 @@ void
 mp_dg_alloc(mp_dg_t *g, uint64_t seq, uint64_t ptr, uint64_t size, uint64_t stack,
             unsigned allocator) {
     ev_head(g, MP_EV_ALLOC, allocator, seq, ptr);
-    put_varint(&g->ev, &g->evlen, &g->evcap, size);
-    put_varint(&g->ev, &g->evlen, &g->evcap, stack);
+    ev_int(g, size);
+    ev_int(g, stack);
 }
 
 void
 mp_dg_free_ev(mp_dg_t *g, uint64_t seq, uint64_t ptr, uint64_t stack, unsigned allocator) {
     ev_head(g, MP_EV_FREE, allocator, seq, ptr);
-    put_varint(&g->ev, &g->evlen, &g->evcap, stack);
+    ev_int(g, stack);
 }
 
 void
@@ -257,11 +276,17 @@ void
 mp_dg_events_end(mp_dg_t *g) {
     body_t b = {0};
     bv(&b, g->ev_stream);
-    bv(&b, g->ev_count);
-    bv(&b, g->ev_base);
+    if (!g->ev_cont) {
+        bv(&b, g->ev_count);
+        bv(&b, g->ev_base);
+    }
     put(&b.p, &b.len, &b.cap, g->ev, g->evlen);
-    emit(g, MP_REC_EVENTS, &b);
+    emit(g, g->ev_cont ? MP_REC_STREAM : MP_REC_EVENTS, &b);
     g->ev_open = 0;
+    if (g->ev_stream < 64 && g->ev_count) {
+        g->last_seq[g->ev_stream] = g->ev_seq;
+        g->last_ptr[g->ev_stream] = g->ev_ptr;
+    }
 }
 
 void

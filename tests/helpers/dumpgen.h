@@ -24,7 +24,8 @@ typedef struct mp_dg_s {
     uint8_t *ev;
     size_t evlen, evcap;
     uint64_t ev_stream, ev_count, ev_base, ev_seq, ev_ptr;
-    int ev_open;
+    int ev_open, ev_cont;
+    uint64_t last_seq[64], last_ptr[64]; /* each stream's last event (streams below 64) */
 } mp_dg_t;
 
 /* Start a dump with a valid header (pid 1234, ppid 1, start 1.7e18 ns, flags native). */
@@ -68,6 +69,9 @@ void mp_dg_alloc(mp_dg_t *g, uint64_t seq, uint64_t ptr, uint64_t size, uint64_t
 void mp_dg_free_ev(mp_dg_t *g, uint64_t seq, uint64_t ptr, uint64_t stack, unsigned allocator);
 void mp_dg_realloc_fail(mp_dg_t *g, uint64_t seq, uint64_t ptr);
 void mp_dg_events_end(mp_dg_t *g);
+/* STREAM (1.2): like an EVENTS record, but its deltas continue from the stream's last event
+ * (in any record); ended by mp_dg_events_end. */
+void mp_dg_stream_begin(mp_dg_t *g, uint64_t stream);
 
 /* The file offset the next record added will have once its chunk is flushed. */
 uint64_t mp_dg_next_offset(const mp_dg_t *g);

@@ -437,7 +437,8 @@ Test(model, random_replay_matches_naive, .timeout = 120) {
         if (live[a]) by_stack[live_stack[a]] += live_size[a];
 
     /* the dump: each stream's events in records of up to 100, records shuffled across streams
-     * in file order but each stream's records in order */
+     * in file order but each stream's records in order; EVENTS and STREAM records at random (a
+     * STREAM record continues from the stream's last event, whichever record held it) */
     mp_dg_t g;
     mp_dg_init(&g);
     size_t pos[STREAMS] = {0};
@@ -453,7 +454,10 @@ Test(model, random_replay_matches_naive, .timeout = 120) {
             }
             continue;
         }
-        mp_dg_events_begin(&g, st, ev[i].seq);
+        if (rnd() % 2)
+            mp_dg_stream_begin(&g, st);
+        else
+            mp_dg_events_begin(&g, st, ev[i].seq);
         for (int k = 0; k < 100 && i < N; i++) {
             if (ev[i].stream != st) continue;
             if (ev[i].kind == MP_EV_ALLOC)

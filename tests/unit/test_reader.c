@@ -524,6 +524,82 @@ Test(reader, bad_events) {
     mp_dg_free(&g);
 }
 
+/* ---- STREAM records (format 1.2) ------------------------------------------------------------ */
+
+Test(reader, stream_records_continue_across_records_and_chunks) {
+    /* Stream 0's events in three STREAM records over two chunks, stream 1's in between: each
+     * record's first deltas are from its stream's last event, not from zero. */
+    mp_dg_t g;
+    mp_dg_init(&g);
+    mp_dg_stream_begin(&g, 0);
+    mp_dg_alloc(&g, 1, 0x7f0000001000, 100, 0, MP_ALLOC_MALLOC);
+    mp_dg_alloc(&g, 3, 0x7f0000002000, 200, 0, MP_ALLOC_MALLOC);
+    mp_dg_events_end(&g);
+    mp_dg_stream_begin(&g, 1);
+    mp_dg_alloc(&g, 2, 0x550000000010, 7, 0, MP_ALLOC_MALLOC);
+    mp_dg_events_end(&g);
+    mp_dg_flush(&g);
+    mp_dg_stream_begin(&g, 0);
+    mp_dg_free_ev(&g, 4, 0x7f0000001000, 0, MP_ALLOC_FREE); /* delta -0x1000 from the last */
+    mp_dg_events_end(&g);
+    mp_dg_stream_begin(&g, 0);
+    mp_dg_alloc(&g, 9, 0x7f0000001000, 50, 0, MP_ALLOC_MALLOC); /* delta 0, seq +5 */
+    mp_dg_events_end(&g);
+    mp_dg_stream_begin(&g, 1);
+    mp_dg_events_end(&g); /* empty: skipped */
+    mp_dg_flush(&g);
+    cr_assert_eq(g.last_seq[0], 9);
+    mp_err_t err;
+    mp_model_t *m = NULL;
+    cr_assert_eq(model_rc(g.buf, g.len, &err, &m), 0, "%s", err.msg);
+    cr_assert_eq(m->summary.total_allocations, 4);
+    cr_assert_eq(m->summary.total_frees, 1);
+    cr_assert_eq(m->summary.unknown_frees, 0, "the FREE's address was decoded wrong");
+    cr_assert_eq(m->summary.leaked_bytes, 200 + 7 + 50);
+    cr_assert_eq(m->summary.peak_bytes, 307);
+    mp_model_free(m);
+    mp_dg_free(&g);
+}
+
+Test(reader, bad_stream_records) {
+    mp_err_t err;
+    mp_dg_t g;
+    /* A head byte with bit 7 set, after one good event (prefix varints: seq +1, ptr +2, size
+     * 100, stack 0). */
+    mp_dg_init(&g);
+    uint64_t off = mp_dg_next_offset(&g);
+    static const uint8_t st1[] = {0, 0, 0x03, 0x05, 0xc9, 0x01, 0x80, 0x03, 0x05};
+    mp_dg_record(&g, MP_REC_STREAM, st1, sizeof st1);
+    mp_dg_flush(&g);
+    cr_assert_eq(model_rc(g.buf, g.len, &err, NULL), MP_EFIELD);
+    cr_assert_eq(err.offset, off + 2 + 6);
+    mp_dg_free(&g);
+    /* An event cut by the body end (its stack is missing); then one whose size is cut. */
+    mp_dg_init(&g);
+    static const uint8_t st2[] = {0, 0, 0x03, 0x05, 0xc9};
+    mp_dg_record(&g, MP_REC_STREAM, st2, sizeof st2);
+    mp_dg_thread(&g, 0, 1); /* the chunk goes on: the event must not read into it */
+    mp_dg_flush(&g);
+    cr_assert_eq(model_rc(g.buf, g.len, &err, NULL), MP_EFIELD);
+    mp_dg_free(&g);
+    mp_dg_init(&g);
+    off = mp_dg_next_offset(&g);
+    static const uint8_t st3[] = {0, 0, 0x03, 0x05, 0x04, 0x01}; /* size: 3 bytes, 2 left */
+    mp_dg_record(&g, MP_REC_STREAM, st3, sizeof st3);
+    mp_dg_thread(&g, 0, 1);
+    mp_dg_flush(&g);
+    cr_assert_eq(model_rc(g.buf, g.len, &err, NULL), MP_EFIELD);
+    cr_assert_eq(err.offset, off + 2 + 4);
+    mp_dg_free(&g);
+    /* No stream id at all. */
+    mp_dg_init(&g);
+    static const uint8_t none[1] = {0};
+    mp_dg_record(&g, MP_REC_STREAM, none, 0);
+    mp_dg_flush(&g);
+    cr_assert_lt(model_rc(g.buf, g.len, &err, NULL), 0);
+    mp_dg_free(&g);
+}
+
 /* ---- Python records (format 1.1) ------------------------------------------------------------- */
 
 Test(reader, pycode_and_python_records) {

@@ -128,14 +128,9 @@ start(int fd, int ok) {
 static void
 push_events(mp_ring_t *r, uint64_t n) {
     for (uint64_t i = 0; i < n; i++) {
-        mp_rec_t e;
-        memset(&e, 0, sizeof e);
-        e.seq = __atomic_fetch_add(&mp_seq, 1, __ATOMIC_RELAXED);
-        e.ptr = 0x10000 + (i % 64) * 32;
-        e.size = 32;
-        e.type = mp_rec_event;
-        e.head = MP_EV_HEAD(i % 2 ? MP_EV_FREE : MP_EV_ALLOC, MP_ALLOC_MALLOC);
-        mp_ring_push(r, &e, &mp_abandon);
+        uint64_t seq = __atomic_fetch_add(&mp_seq, 1, __ATOMIC_RELAXED);
+        unsigned kind = i % 2 ? MP_EV_FREE : MP_EV_ALLOC;
+        mp_ring_push(r, kind, MP_ALLOC_MALLOC, seq, 0x10000 + (i % 64) * 32, 32, 0, &mp_abandon);
     }
 }
 
@@ -143,8 +138,8 @@ static mp_ring_t *
 claim(void) {
     mp_ring_t *r = mp_ring_claim();
     cr_assert_not_null(r);
-    mp_rec_t own = {0, 0, (uint64_t)mp_sys_gettid(), 0, mp_rec_owner, 0, 0};
-    mp_ring_push(r, &own, &mp_abandon);
+    mp_ring_note_t own = {0, 0, (uint64_t)mp_sys_gettid(), 0, mp_note_owner};
+    mp_ring_note(r, &own, &mp_abandon);
     return r;
 }
 
@@ -173,7 +168,7 @@ fails_after(int ok) {
 
     /* The host keeps running: a full ring's worth and more still goes through (the writer
      * still drains, and mp_abandon releases any wait). */
-    push_events(r, 3 * MP_RING_CAPACITY);
+    push_events(r, MP_RING_BYTES); /* some 5 ring's worth: under 6 bytes each */
     cr_assert_eq(mp_writer_stop(MP_MARK_EXIT, mp_seq, 5000), -1, "stop must report the failure");
     cr_assert_eq(__atomic_load_n(&write_calls, __ATOMIC_ACQUIRE), ok + 1, "wrote after failing");
 
@@ -234,7 +229,7 @@ Test(writer_sys, seam_passes_every_chunk_through, .timeout = 30) {
     int fd = open_dump();
     cr_assert_eq(start(fd, 1 << 30), 0);
     mp_ring_t *r = claim();
-    uint64_t n = 5 * MP_RING_CAPACITY + 17;
+    uint64_t n = MP_RING_BYTES + 17;
     push_events(r, n);
     cr_assert_eq(mp_writer_stop(MP_MARK_EXIT, mp_seq, 5000), (int64_t)n);
     cr_assert_eq(mp_load_acquire(&mp_state), mp_state_running, "no failure: still running");
@@ -338,6 +333,138 @@ Test(writer_sys, stack_records_decode_to_the_interned_stacks, .timeout = 30) {
         }
     }
     cr_assert_eq(records, STACKS, "%d STACK records", records);
+    free(buf);
+    unlink(dump_path);
+}
+
+/* STREAM records (FORMAT.md 5.12): the writer copies the producers' bytes, cutting them where a
+ * note (owner, marker) happened. Two rings, events of every kind with deltas of every size
+ * (forward and back, pointers far apart, sizes up to 2^40), markers in between, a second owner
+ * of a released ring continuing its deltas: decoded with one delta state per stream across
+ * records, every event must come back, in order, with THREAD and MARKER records exactly where
+ * they were posted. */
+#define SW_EVENTS 120000
+
+typedef struct sw_event_s {
+    uint64_t seq, ptr, size, stack;
+    unsigned kind, allocator;
+} sw_event_t;
+
+static sw_event_t sw_pushed[2][SW_EVENTS];
+
+static void
+sw_make(sw_event_t *e, uint64_t i, uint64_t *seed) {
+    uint64_t x = rnd(seed);
+    e->kind = (unsigned)(x % 7 == 0 ? MP_EV_REALLOC_FAIL : x % 2 ? MP_EV_FREE : MP_EV_ALLOC);
+    e->allocator = (unsigned)(x >> 8) % 13;
+    e->ptr = (x >> 16) % 5 == 0 ? 0x7f0000000000ull + (x >> 24) % (1ull << 36)
+                                : 0x550000001000ull + (i % 4096) * 48;
+    e->size = e->kind == MP_EV_ALLOC ? (x >> 40) % 4 == 0 ? rnd(seed) % (1ull << 40) : x % 300 : 0;
+    e->stack = e->kind == MP_EV_REALLOC_FAIL ? 0 : (uint32_t)((x >> 20) % 70000);
+}
+
+Test(writer_sys, stream_records_carry_every_event_and_note_in_place, .timeout = 30) {
+    int fd = open_dump();
+    cr_assert_eq(start(fd, 1 << 30), 0);
+    mp_ring_t *r[2] = {claim(), claim()};
+    uint64_t seed = 12345, n[2] = {0, 0}, marks = 0;
+    uint64_t mark_after[64]; /* marker k follows event mark_after[k] of stream 0 */
+    for (uint64_t i = 0; i < SW_EVENTS; i++) {
+        for (int k = 0; k < 2; k++) {
+            sw_event_t *e = &sw_pushed[k][n[k]];
+            sw_make(e, i, &seed);
+            e->seq = __atomic_fetch_add(&mp_seq, 1, __ATOMIC_RELAXED);
+            cr_assert_eq(mp_ring_push(r[k], e->kind, e->allocator, e->seq, e->ptr, e->size,
+                                      (uint32_t)e->stack, &mp_abandon),
+                         0);
+            n[k]++;
+        }
+        if (i % 4000 == 1999 && marks < 64) {
+            mp_ring_note_t m = {0, __atomic_fetch_add(&mp_seq, 1, __ATOMIC_RELAXED),
+                                MP_MARK_MAIN_END, mp_sys_mono_ns(), mp_note_marker};
+            cr_assert_eq(mp_ring_note(r[0], &m, &mp_abandon), 0);
+            mark_after[marks++] = n[0];
+        }
+        if (i == SW_EVENTS / 2) { /* ring 1 changes owner: tid 777 continues its deltas */
+            mp_ring_release(r[1]);
+            cr_assert_eq(mp_ring_claim(), r[1]);
+            mp_ring_note_t own = {0, 0, 777, 0, mp_note_owner};
+            cr_assert_eq(mp_ring_note(r[1], &own, &mp_abandon), 0);
+        }
+        if (i % 20000 == 0) sleep_ms(2); /* several passes of the writer */
+    }
+    uint64_t total = n[0] + n[1];
+    cr_assert_eq(mp_writer_stop(MP_MARK_EXIT, mp_seq, 5000), (int64_t)total);
+
+    size_t size;
+    uint8_t *buf = read_dump(&size);
+    uint64_t got[2] = {0, 0}, last_seq[2] = {0, 0}, last_ptr[2] = {0, 0}, seen_marks = 0;
+    int threads[2] = {0, 0}, owner777 = 0;
+    for (size_t off = MP_FMT_HEADER_SIZE; off < size;) {
+        uint32_t len, crc;
+        cr_assert_eq(mp_chunk_header_decode(buf + off, &len, &crc), 0);
+        const uint8_t *p = buf + off + MP_CHUNK_HEADER_SIZE, *end = p + len;
+        off += MP_CHUNK_HEADER_SIZE + len;
+        while (p < end) {
+            unsigned tag = *p++;
+            uint64_t blen, v, stream;
+            cr_assert_eq(mp_varint_get(&p, end, &blen), 0);
+            const uint8_t *body_end = p + blen;
+            if (tag == MP_REC_THREAD) {
+                cr_assert_eq(mp_varint_get(&p, body_end, &stream), 0);
+                cr_assert_eq(mp_varint_get(&p, body_end, &v), 0);
+                cr_assert_lt(stream, 2);
+                threads[stream]++;
+                if (v == 777) {
+                    cr_assert_eq(stream, r[1]->stream);
+                    cr_assert_eq(got[1], SW_EVENTS / 2 + 1, "owner 777 announced at event %llu",
+                                 (unsigned long long)got[1]);
+                    owner777++;
+                }
+            } else if (tag == MP_REC_MARKER) {
+                cr_assert_eq(mp_varint_get(&p, body_end, &v), 0);
+                if (v == MP_MARK_MAIN_END) {
+                    cr_assert_lt(seen_marks, marks);
+                    cr_assert_eq(got[0], mark_after[seen_marks], "marker %llu after event %llu",
+                                 (unsigned long long)seen_marks, (unsigned long long)got[0]);
+                    seen_marks++;
+                }
+            } else if (tag == MP_REC_STREAM) {
+                cr_assert_eq(mp_varint_get(&p, body_end, &stream), 0);
+                cr_assert_lt(stream, 2);
+                cr_assert_lt(p, body_end, "an empty STREAM record");
+                while (p < body_end) {
+                    cr_assert_lt(got[stream], n[stream], "more events than pushed");
+                    const sw_event_t *e = &sw_pushed[stream][got[stream]];
+                    unsigned head = *p++, kind = MP_EV_KIND(head);
+                    cr_assert_eq(kind, e->kind);
+                    cr_assert_eq(MP_EV_ALLOCATOR(head), e->allocator);
+                    cr_assert_eq(mp_pvarint_get(&p, body_end, &v), 0);
+                    last_seq[stream] += v;
+                    cr_assert_eq(mp_pvarint_get(&p, body_end, &v), 0);
+                    last_ptr[stream] += (uint64_t)mp_unzigzag(v);
+                    cr_assert_eq(last_seq[stream], e->seq);
+                    cr_assert_eq(last_ptr[stream], e->ptr);
+                    if (kind == MP_EV_ALLOC) {
+                        cr_assert_eq(mp_pvarint_get(&p, body_end, &v), 0);
+                        cr_assert_eq(v, e->size);
+                    }
+                    if (kind != MP_EV_REALLOC_FAIL) {
+                        cr_assert_eq(mp_pvarint_get(&p, body_end, &v), 0);
+                        cr_assert_eq(v, e->stack);
+                    }
+                    got[stream]++;
+                }
+            }
+            p = body_end;
+        }
+    }
+    cr_assert_eq(got[0], n[0]);
+    cr_assert_eq(got[1], n[1]);
+    cr_assert_eq(seen_marks, marks);
+    cr_assert_eq(threads[0], 1);
+    cr_assert_eq(threads[1], 2);
+    cr_assert_eq(owner777, 1);
     free(buf);
     unlink(dump_path);
 }
