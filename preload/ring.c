@@ -95,6 +95,7 @@ mp_ring_reset_after_fork(mp_ring_t *keep) {
         r->head = r->tail = r->tail_cache = 0;
         r->notes_head = r->notes_tail = 0;
         r->last_seq = r->last_ptr = r->alloc_bytes = 0;
+        r->last_stack = 0;
         r->count[0] = r->count[1] = r->count[2] = 0;
         r->state = r == keep ? mp_ring_owned : mp_ring_free;
     }

@@ -59,11 +59,12 @@ typedef struct mp_ring_s {
      * counters once, for the trailer. */
     _Alignas(64) uint64_t head; /* bytes published; release-stored by the producer */
     uint64_t tail_cache;        /* producer's last view of tail (avoids sharing the line) */
-    uint64_t last_seq;          /* delta bases of the next event: the last one's seq and ptr */
+    uint64_t last_seq;          /* delta bases of the next event: the last one's seq and ptr, */
     uint64_t last_ptr;
+    uint32_t last_stack;  /* and the last stack of an ALLOC or FREE */
+    uint32_t notes_head;  /* notes published; release-stored by the producer */
     uint64_t count[3];    /* events pushed, by kind (MP_EV_*): relaxed, read by the writer */
     uint64_t alloc_bytes; /* sum of the ALLOC sizes pushed */
-    uint32_t notes_head;  /* notes published; release-stored by the producer */
     /* Consumer side. */
     _Alignas(64) uint64_t tail; /* bytes drained; release-stored by the writer */
     uint32_t notes_tail;        /* notes drained; release-stored by the writer */
@@ -125,21 +126,28 @@ mp_ring_publish(mp_ring_t *r, size_t n) {
 }
 
 /* Producer: encode one event at p (from mp_ring_reserve) as a STREAM record's event (FORMAT.md
- * 5.12: head byte, then prefix varints: seq and ptr deltas against the ring's previous event, size
- * for an ALLOC, stack but for a REALLOC_FAIL), advance the delta state and count it; returns its
- * length, for mp_ring_publish. */
+ * 5.12: a head byte with the kind, the allocator and two flags, then prefix varints: the seq delta
+ * unless it is 1, the ptr delta, the size of an ALLOC, the stack of an ALLOC or FREE unless it is
+ * the previous one's), advance the delta state and count it; returns its length, for
+ * mp_ring_publish. The flags spare a varint each for most events: a thread's events mostly follow
+ * one another, and a loop's allocations and frees share a stack. */
 static inline size_t
 mp_ring_encode(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned allocator, uint64_t seq,
                uint64_t ptr, uint64_t size, uint32_t stack) {
     uint8_t *start = p;
-    *p++ = MP_EV_HEAD(kind, allocator);
-    p += mp_pvarint_put(p, seq - r->last_seq);
+    uint64_t dseq = seq - r->last_seq;
+    int has_stack = kind != MP_EV_REALLOC_FAIL, same = has_stack && stack == r->last_stack;
+    *p++ = (uint8_t)((unsigned)(dseq == 1) << 7 | allocator << 3 | (unsigned)same << 2 | kind);
+    if (dseq != 1) p += mp_pvarint_put(p, dseq);
     p += mp_pvarint_put(p, mp_zigzag((int64_t)(ptr - r->last_ptr)));
     if (kind == MP_EV_ALLOC) {
         p += mp_pvarint_put(p, size);
         __atomic_store_n(&r->alloc_bytes, r->alloc_bytes + size, __ATOMIC_RELAXED);
     }
-    if (kind != MP_EV_REALLOC_FAIL) p += mp_pvarint_put(p, stack);
+    if (has_stack && !same) {
+        p += mp_pvarint_put(p, stack);
+        r->last_stack = stack;
+    }
     r->last_seq = seq;
     r->last_ptr = ptr;
     __atomic_store_n(&r->count[kind], r->count[kind] + 1, __ATOMIC_RELAXED);

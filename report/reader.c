@@ -630,7 +630,7 @@ mp_rec_python(const mp_reader_t *r, const mp_record_t *rec, mp_rec_python_t *out
 
 void
 mp_events_reset(mp_events_t *it) {
-    it->seq = it->ptr = 0;
+    it->seq = it->ptr = it->stack = 0;
 }
 
 void
@@ -668,16 +668,20 @@ mp_events_next(mp_events_t *it, mp_event_t *ev, mp_err_t *err) {
         return mp_err_set(err, MP_EFIELD, (uint64_t)(at - it->base), doing,
                           "event runs past the record end");
     uint8_t head = *it->p++;
-    unsigned kind = MP_EV_KIND(head);
-    if ((head & 0x80) || kind > MP_EV_REALLOC_FAIL)
+    /* STREAM (FORMAT.md 5.12): bit 7 says seq is the previous one's + 1, bit 2 that the stack is
+     * the previous one's; the kind is in bits 1..0. EVENTS (5.3): bit 7 clear, kind in 2..0. */
+    int seq1 = it->cont && (head & 0x80), same_stack = it->cont && (head & 4);
+    unsigned kind = it->cont ? head & 3u : MP_EV_KIND(head);
+    if ((!it->cont && (head & 0x80)) || kind > MP_EV_REALLOC_FAIL ||
+        (same_stack && kind == MP_EV_REALLOC_FAIL))
         return mp_err_set(err, MP_EFIELD, (uint64_t)(at - it->base), doing,
                           "bad event head byte 0x%02x", head);
     /* STREAM events' integers are prefix varints (FORMAT.md 2.4), EVENTS' LEB128. */
     int (*get)(const uint8_t **, const uint8_t *, uint64_t *) =
         it->cont ? mp_pvarint_get : mp_varint_get;
-    uint64_t v;
+    uint64_t v = 1;
     const uint8_t *p = it->p;
-    if (get(&it->p, it->end, &v) < 0) return event_field_error(it, p, "event seq", err);
+    if (!seq1 && get(&it->p, it->end, &v) < 0) return event_field_error(it, p, "event seq", err);
     it->seq += v;
     p = it->p;
     if (get(&it->p, it->end, &v) < 0) return event_field_error(it, p, "event ptr", err);
@@ -694,8 +698,11 @@ mp_events_next(mp_events_t *it, mp_event_t *ev, mp_err_t *err) {
     }
     if (kind == MP_EV_ALLOC || kind == MP_EV_FREE) {
         p = it->p;
-        if (get(&it->p, it->end, &ev->stack) < 0)
+        if (same_stack)
+            ev->stack = it->stack;
+        else if (get(&it->p, it->end, &ev->stack) < 0)
             return event_field_error(it, p, "event stack", err);
+        it->stack = ev->stack;
     }
     it->left--;
     return 1;

@@ -205,6 +205,7 @@ typedef struct mp_events_s {
     const uint8_t *p, *end;
     uint64_t left;     /* events not yet decoded (STREAM: until end) */
     uint64_t seq, ptr; /* the last event's: what deltas apply to */
+    uint64_t stack;    /* the last ALLOC's or FREE's (STREAM's same-stack flag) */
     int cont;
 } mp_events_t;
 

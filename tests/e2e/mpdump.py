@@ -139,6 +139,7 @@ class Dump:
         self.threads = {}  # stream -> [tid, ...]
         self.events = []
         self.stream_last = {}  # stream -> (seq, ptr) of its last event (5.12)
+        self.stream_stack = {}  # stream -> stack of its last ALLOC or FREE (5.12)
         self.stacks = {}   # id -> [frame, ...] innermost first
         self.modules = []  # (bias, [(start, end)], path, build_id)
         self.samples = []  # (time_ns, seq, rss)
@@ -183,26 +184,34 @@ class Dump:
             pos = body_end
 
     def _events(self, c, stream, seq, ptr, count):
-        """Decode count events (None: to the record's end) from the given delta bases; the
-        last one is where the stream's next STREAM record continues."""
+        """Decode count events of an EVENTS record, or (count None) a STREAM record's events to
+        its end: those start from the stream's last event and have flags in their head byte."""
         ev = self.events
-        while (c.pos < c.end) if count is None else count > 0:
+        cont = count is None
+        get = c.pvarint if cont else c.varint
+        stack = self.stream_stack.get(stream, 0)
+        while (c.pos < c.end) if cont else count > 0:
             if c.pos >= c.end:
                 raise Corrupt("events run past their record")
             head = c.buf[c.pos]
             c.pos += 1
-            kind, alloc = head & 7, (head >> 3) & 15
-            if head & 0x80 or kind > EV_REALLOC_FAIL:
+            alloc = (head >> 3) & 15
+            kind = head & 3 if cont else head & 7
+            seq1, same = cont and head & 0x80, cont and head & 4
+            if (not cont and head & 0x80) or kind > EV_REALLOC_FAIL or (
+                    same and kind == EV_REALLOC_FAIL):
                 raise Corrupt("bad event head byte 0x%02x" % head)
-            get = c.varint if count is not None else c.pvarint  # STREAM: prefix varints
-            seq = (seq + get()) & 0xFFFFFFFFFFFFFFFF
+            seq = (seq + (1 if seq1 else get())) & 0xFFFFFFFFFFFFFFFF
             z = get()
             ptr = (ptr + ((z >> 1) ^ -(z & 1))) & 0xFFFFFFFFFFFFFFFF
             size = get() if kind == EV_ALLOC else 0
-            stack = get() if kind != EV_REALLOC_FAIL else 0
-            ev.append((seq, stream, kind, alloc, ptr, size, stack))
+            if kind != EV_REALLOC_FAIL:
+                stack = stack if same else get()
+            ev.append((seq, stream, kind, alloc, ptr, size,
+                       stack if kind != EV_REALLOC_FAIL else 0))
             self.stream_last[stream] = (seq, ptr)
-            if count is not None:
+            self.stream_stack[stream] = stack
+            if not cont:
                 count -= 1
 
     def _record(self, tag, c):

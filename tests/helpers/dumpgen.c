@@ -242,34 +242,42 @@ mp_dg_stream_begin(mp_dg_t *g, uint64_t stream) {
     g->ev_cont = 1;
 }
 
-static void
-ev_head(mp_dg_t *g, unsigned kind, unsigned allocator, uint64_t seq, uint64_t ptr) {
-    uint8_t head = MP_EV_HEAD(kind, allocator);
+/* An event's head, seq and ptr; in a STREAM record (FORMAT.md 5.12) with its flags: seq + 1, and
+ * stack (of an ALLOC or FREE) the same as the stream's previous one. Returns whether the stack
+ * must still be written. */
+static int
+ev_head(mp_dg_t *g, unsigned kind, unsigned allocator, uint64_t seq, uint64_t ptr, uint64_t stack) {
+    int has_stack = kind != MP_EV_REALLOC_FAIL;
+    uint64_t *last_stack = g->ev_stream < 64 ? &g->last_stack[g->ev_stream] : NULL;
+    int seq1 = g->ev_cont && seq - g->ev_seq == 1;
+    int same = g->ev_cont && has_stack && last_stack && *last_stack == stack;
+    uint8_t head = (uint8_t)(MP_EV_HEAD(kind, allocator) | seq1 << 7 | same << 2);
     put(&g->ev, &g->evlen, &g->evcap, &head, 1);
-    ev_int(g, seq - g->ev_seq);
+    if (!seq1) ev_int(g, seq - g->ev_seq);
     ev_int(g, mp_zigzag((int64_t)(ptr - g->ev_ptr)));
     g->ev_seq = seq;
     g->ev_ptr = ptr;
     g->ev_count++;
+    if (has_stack && last_stack) *last_stack = stack;
+    return has_stack && !same;
 }
 
 void
 mp_dg_alloc(mp_dg_t *g, uint64_t seq, uint64_t ptr, uint64_t size, uint64_t stack,
             unsigned allocator) {
-    ev_head(g, MP_EV_ALLOC, allocator, seq, ptr);
+    int put_stack = ev_head(g, MP_EV_ALLOC, allocator, seq, ptr, stack);
     ev_int(g, size);
-    ev_int(g, stack);
+    if (put_stack) ev_int(g, stack);
 }
 
 void
 mp_dg_free_ev(mp_dg_t *g, uint64_t seq, uint64_t ptr, uint64_t stack, unsigned allocator) {
-    ev_head(g, MP_EV_FREE, allocator, seq, ptr);
-    ev_int(g, stack);
+    if (ev_head(g, MP_EV_FREE, allocator, seq, ptr, stack)) ev_int(g, stack);
 }
 
 void
 mp_dg_realloc_fail(mp_dg_t *g, uint64_t seq, uint64_t ptr) {
-    ev_head(g, MP_EV_REALLOC_FAIL, MP_ALLOC_REALLOC, seq, ptr);
+    ev_head(g, MP_EV_REALLOC_FAIL, MP_ALLOC_REALLOC, seq, ptr, 0);
 }
 
 void

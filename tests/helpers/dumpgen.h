@@ -26,6 +26,7 @@ typedef struct mp_dg_s {
     uint64_t ev_stream, ev_count, ev_base, ev_seq, ev_ptr;
     int ev_open, ev_cont;
     uint64_t last_seq[64], last_ptr[64]; /* each stream's last event (streams below 64) */
+    uint64_t last_stack[64];             /* and its last ALLOC's or FREE's stack */
 } mp_dg_t;
 
 /* Start a dump with a valid header (pid 1234, ppid 1, start 1.7e18 ns, flags native). */

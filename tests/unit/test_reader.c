@@ -528,22 +528,23 @@ Test(reader, bad_events) {
 
 Test(reader, stream_records_continue_across_records_and_chunks) {
     /* Stream 0's events in three STREAM records over two chunks, stream 1's in between: each
-     * record's first deltas are from its stream's last event, not from zero. */
+     * record's first deltas (and same-stack flag) are from its stream's last event, not from
+     * zero. */
     mp_dg_t g;
     mp_dg_init(&g);
     mp_dg_stream_begin(&g, 0);
-    mp_dg_alloc(&g, 1, 0x7f0000001000, 100, 0, MP_ALLOC_MALLOC);
-    mp_dg_alloc(&g, 3, 0x7f0000002000, 200, 0, MP_ALLOC_MALLOC);
+    mp_dg_alloc(&g, 1, 0x7f0000001000, 100, 4, MP_ALLOC_MALLOC);
+    mp_dg_alloc(&g, 3, 0x7f0000002000, 200, 4, MP_ALLOC_MALLOC); /* the same stack: flagged */
     mp_dg_events_end(&g);
     mp_dg_stream_begin(&g, 1);
-    mp_dg_alloc(&g, 2, 0x550000000010, 7, 0, MP_ALLOC_MALLOC);
+    mp_dg_alloc(&g, 2, 0x550000000010, 7, 7, MP_ALLOC_MALLOC);
     mp_dg_events_end(&g);
     mp_dg_flush(&g);
     mp_dg_stream_begin(&g, 0);
-    mp_dg_free_ev(&g, 4, 0x7f0000001000, 0, MP_ALLOC_FREE); /* delta -0x1000 from the last */
+    mp_dg_free_ev(&g, 4, 0x7f0000001000, 9, MP_ALLOC_FREE); /* ptr -0x1000, seq + 1: flagged */
     mp_dg_events_end(&g);
     mp_dg_stream_begin(&g, 0);
-    mp_dg_alloc(&g, 9, 0x7f0000001000, 50, 0, MP_ALLOC_MALLOC); /* delta 0, seq +5 */
+    mp_dg_alloc(&g, 9, 0x7f0000001000, 50, 9, MP_ALLOC_MALLOC); /* ptr +0, seq +5, stack 9 */
     mp_dg_events_end(&g);
     mp_dg_stream_begin(&g, 1);
     mp_dg_events_end(&g); /* empty: skipped */
@@ -557,6 +558,12 @@ Test(reader, stream_records_continue_across_records_and_chunks) {
     cr_assert_eq(m->summary.unknown_frees, 0, "the FREE's address was decoded wrong");
     cr_assert_eq(m->summary.leaked_bytes, 200 + 7 + 50);
     cr_assert_eq(m->summary.peak_bytes, 307);
+    uint64_t by_stack[10] = {0};
+    for (size_t i = 0; i < m->nleaks; i++)
+        if (m->leaks[i].stack < 10) by_stack[m->leaks[i].stack] += m->leaks[i].bytes;
+    cr_assert_eq(by_stack[4], 200);
+    cr_assert_eq(by_stack[7], 7);
+    cr_assert_eq(by_stack[9], 50, "the stack carried into a later record was lost");
     mp_model_free(m);
     mp_dg_free(&g);
 }
@@ -564,11 +571,11 @@ Test(reader, stream_records_continue_across_records_and_chunks) {
 Test(reader, bad_stream_records) {
     mp_err_t err;
     mp_dg_t g;
-    /* A head byte with bit 7 set, after one good event (prefix varints: seq +1, ptr +2, size
-     * 100, stack 0). */
+    /* Kind 3 in a head byte, after one good event (prefix varints: seq 1, ptr +2, size 100,
+     * stack 0). */
     mp_dg_init(&g);
     uint64_t off = mp_dg_next_offset(&g);
-    static const uint8_t st1[] = {0, 0, 0x03, 0x05, 0xc9, 0x01, 0x80, 0x03, 0x05};
+    static const uint8_t st1[] = {0, 0, 0x03, 0x05, 0xc9, 0x01, 0x03, 0x03, 0x05};
     mp_dg_record(&g, MP_REC_STREAM, st1, sizeof st1);
     mp_dg_flush(&g);
     cr_assert_eq(model_rc(g.buf, g.len, &err, NULL), MP_EFIELD);
@@ -597,6 +604,15 @@ Test(reader, bad_stream_records) {
     mp_dg_record(&g, MP_REC_STREAM, none, 0);
     mp_dg_flush(&g);
     cr_assert_lt(model_rc(g.buf, g.len, &err, NULL), 0);
+    mp_dg_free(&g);
+    /* A REALLOC_FAIL with the same-stack flag (it has no stack). */
+    mp_dg_init(&g);
+    off = mp_dg_next_offset(&g);
+    static const uint8_t st4[] = {0, 0x96, 0x01};
+    mp_dg_record(&g, MP_REC_STREAM, st4, sizeof st4);
+    mp_dg_flush(&g);
+    cr_assert_eq(model_rc(g.buf, g.len, &err, NULL), MP_EFIELD);
+    cr_assert_eq(err.offset, off + 3);
     mp_dg_free(&g);
 }
 

@@ -68,7 +68,7 @@ mix(uint64_t x) { /* splitmix64 */
 }
 
 /* Event i of producer who, a pure function of both: every kind and allocator, and seq deltas, ptr
- * deltas (both signs), sizes and stacks of every varint length, so events are 3 to 33 bytes long.
+ * deltas (both signs), sizes and stacks of every varint length, so events are 2 to 33 bytes long.
  * Sizes and stacks are set for every kind: the encoding must leave them out where they do not
  * belong (size but for an ALLOC, stack for a REALLOC_FAIL). */
 static ev_t
@@ -166,8 +166,9 @@ typedef struct reader_s {
     uint64_t lifetime;    /* events per owner, checked at the next owner note (0: not checked) */
     int counted_markers;  /* each marker's seq is the count of events its owner pushed before it,
                            * and b the owner (threaded tests: marker_after) */
-    uint64_t last_seq[MAX_STREAMS], last_ptr[MAX_STREAMS];
-    int64_t owner[MAX_STREAMS]; /* -1 before the first owner note */
+    uint64_t last_seq[MAX_STREAMS], last_ptr[MAX_STREAMS], last_stack[MAX_STREAMS];
+    uint64_t flagged_seq, flagged_stack; /* events that used the seq + 1 / same-stack flags */
+    int64_t owner[MAX_STREAMS];          /* -1 before the first owner note */
     uint64_t stream_events[MAX_STREAMS], count[MAX_STREAMS][3], alloc_bytes[MAX_STREAMS];
     uint64_t next[MAX_OWNERS];
     uint32_t announced[MAX_OWNERS];
@@ -192,6 +193,7 @@ reader_init(void) {
 static void
 reader_forget(uint32_t s) {
     rd.last_seq[s] = rd.last_ptr[s] = rd.stream_events[s] = rd.alloc_bytes[s] = 0;
+    rd.last_stack[s] = 0;
     rd.count[s][0] = rd.count[s][1] = rd.count[s][2] = 0;
     rd.owner[s] = -1;
 }
@@ -226,20 +228,25 @@ read_bytes(mp_ring_t *r, uint64_t from, uint64_t to) {
     mp_ring_copy(r, from, to, copy_buf);
     const uint8_t *p = copy_buf, *end = copy_buf + (to - from);
     uint64_t seq = rd.last_seq[s], ptr = rd.last_ptr[s], i = rd.next[o], n = 0, wrapped = 0;
+    uint64_t last_stack = rd.last_stack[s], flagged_seq = 0, flagged_stack = 0;
     uint64_t count[3] = {0, 0, 0}, bytes = 0;
     int bad = 0;
     while (p < end) {
         uint64_t at = from + (uint64_t)(p - copy_buf);
         uint8_t head = *p++;
-        unsigned kind = MP_EV_KIND(head);
-        uint64_t ds, dp, size = 0, stack = 0;
-        if ((head & 0x80) || kind > MP_EV_REALLOC_FAIL) {
+        /* FORMAT.md 5.12: bit 7 seq + 1, bit 2 the previous stack, kind in bits 1..0. */
+        unsigned kind = head & 3u, seq1 = head >> 7, same = (head >> 2) & 1;
+        uint64_t ds = 1, dp, size = 0, stack = 0;
+        if (kind > MP_EV_REALLOC_FAIL || (same && kind == MP_EV_REALLOC_FAIL)) {
             bad = fail("stream %u: bad head byte %#x at %llu", s, head, (unsigned long long)at);
             break;
         }
-        if (mp_pvarint_get(&p, end, &ds) != 0 || mp_pvarint_get(&p, end, &dp) != 0 ||
+        flagged_seq += seq1;
+        flagged_stack += same;
+        if (same) stack = last_stack;
+        if ((!seq1 && mp_pvarint_get(&p, end, &ds) != 0) || mp_pvarint_get(&p, end, &dp) != 0 ||
             (kind == MP_EV_ALLOC && mp_pvarint_get(&p, end, &size) != 0) ||
-            (kind != MP_EV_REALLOC_FAIL && mp_pvarint_get(&p, end, &stack) != 0)) {
+            (kind != MP_EV_REALLOC_FAIL && !same && mp_pvarint_get(&p, end, &stack) != 0)) {
             bad = fail("stream %u: event at %llu runs past %llu", s, (unsigned long long)at,
                        (unsigned long long)to);
             break;
@@ -267,9 +274,13 @@ read_bytes(mp_ring_t *r, uint64_t from, uint64_t to) {
         n++;
         count[kind]++;
         if (kind == MP_EV_ALLOC) bytes += size;
+        if (kind != MP_EV_REALLOC_FAIL) last_stack = stack;
     }
     rd.last_seq[s] = seq;
     rd.last_ptr[s] = ptr;
+    rd.last_stack[s] = last_stack;
+    rd.flagged_seq += flagged_seq;
+    rd.flagged_stack += flagged_stack;
     rd.next[o] = i;
     rd.stream_events[s] += n;
     rd.events += n;
@@ -366,6 +377,7 @@ check_counters(mp_ring_t *r) {
     cr_assert_eq(r->alloc_bytes, rd.alloc_bytes[s], "stream %u: alloc_bytes", s);
     cr_assert_eq(r->last_seq, rd.last_seq[s], "stream %u: last_seq", s);
     cr_assert_eq(r->last_ptr, rd.last_ptr[s], "stream %u: last_ptr", s);
+    cr_assert_eq(r->last_stack, rd.last_stack[s], "stream %u: last_stack", s);
 }
 
 /* ---- claiming ---------------------------------------------------------------------------- */
@@ -451,10 +463,10 @@ Test(ring, encodes_stream_events_with_counters_and_delta_state, .timeout = 30) {
     cr_assert_eq(r->last_seq, 7);
     cr_assert_eq(r->last_ptr, 0xff0);
 
-    /* A REALLOC_FAIL: neither size nor stack. */
+    /* A REALLOC_FAIL: neither size nor stack; its seq follows the previous one's. */
     cr_assert_eq(mp_ring_push(r, MP_EV_REALLOC_FAIL, MP_ALLOC_REALLOC, 8, 0xff0, 77, 55, &alone),
                  0);
-    static const uint8_t rf[] = {0x12, 0x03, 0x01};
+    static const uint8_t rf[] = {0x92, 0x01}; /* seq + 1: flagged, no seq field */
     cr_assert_eq(r->head, sizeof a + sizeof f + sizeof rf);
     check_bytes(r->bytes + sizeof a + sizeof f, rf, sizeof rf, "REALLOC_FAIL");
     cr_assert_eq(r->count[MP_EV_REALLOC_FAIL], 1);
@@ -480,14 +492,14 @@ Test(ring, encodes_stream_events_with_counters_and_delta_state, .timeout = 30) {
      * they go), and push the long one again: it runs into the slack and continues at the start,
      * as the consumer reads it. */
     uint64_t seq = r->last_seq;
+    /* Seqs + 1, ptr 0, stack 1 after the first: a FREE is 2 bytes, an ALLOC of 1 byte 3. */
+    mp_ring_push(r, MP_EV_FREE, MP_ALLOC_FREE, ++seq, 0, 0, 1, &alone);
     while (r->head % CAP != CAP - 3) {
         uint64_t d = CAP - 3 - r->head % CAP;
-        if (d > 8 || d == 4 || d == 7 || d == 8) /* 4 bytes */
-            mp_ring_push(r, MP_EV_FREE, MP_ALLOC_FREE, ++seq, 0, 0, 1, &alone);
-        else if (d == 5) /* 5 bytes */
+        if (d == 3)
             mp_ring_push(r, MP_EV_ALLOC, MP_ALLOC_MALLOC, ++seq, 0, 1, 1, &alone);
-        else /* 3 bytes */
-            mp_ring_push(r, MP_EV_REALLOC_FAIL, MP_ALLOC_REALLOC, ++seq, 0, 0, 0, &alone);
+        else
+            mp_ring_push(r, MP_EV_FREE, MP_ALLOC_FREE, ++seq, 0, 0, 1, &alone);
         if (r->head - r->tail > CAP / 4) mp_ring_consume(r, r->head, r->notes_head);
     }
     mp_ring_consume(r, r->head, r->notes_head);
@@ -523,7 +535,7 @@ Test(ring, wraps_with_events_of_every_length, .timeout = 30) {
             if (push(r, &e, &alone) != 0)
                 cr_assert_fail("push %llu refused", (unsigned long long)i);
             uint64_t len = r->head - h;
-            if (len < 3 || len > EVENT_LONGEST || r->last_seq != e.seq || r->last_ptr != e.ptr)
+            if (len < 2 || len > EVENT_LONGEST || r->last_seq != e.seq || r->last_ptr != e.ptr)
                 cr_assert_fail("event %llu: %llu bytes, last_seq %llx, last_ptr %llx",
                                (unsigned long long)i, (unsigned long long)len,
                                (unsigned long long)r->last_seq, (unsigned long long)r->last_ptr);
@@ -543,6 +555,8 @@ Test(ring, wraps_with_events_of_every_length, .timeout = 30) {
                 (unsigned long long)straddled);
     cr_assert_geq(straddled, 20, "only %llu events ran past the end of the storage",
                   (unsigned long long)straddled);
+    cr_assert_gt(rd.flagged_seq, 0, "no event had the seq + 1 flag");
+    cr_assert_gt(rd.flagged_stack, 0, "no event had the same-stack flag");
     cr_assert_eq(rd.wrapped, straddled, "the reader decoded %llu of the %llu wrapped events",
                  (unsigned long long)rd.wrapped, (unsigned long long)straddled);
     cr_assert_leq(shortest, 4);
@@ -1358,12 +1372,14 @@ Test(ring, real_fork_child_resets_parent_keeps_its_bytes, .timeout = 30) {
         int bad = 0;
         for (int i = 0; i < 3; i++) {
             bad |= r[i]->head != 0 || r[i]->tail != 0 || r[i]->notes_head != 0;
-            bad |= r[i]->last_seq != 0 || r[i]->count[MP_EV_ALLOC] != 0;
+            bad |= r[i]->last_seq != 0 || r[i]->last_stack != 0 || r[i]->count[MP_EV_ALLOC] != 0;
             bad |= r[i]->state != (i == 0 ? (uint32_t)mp_ring_owned : (uint32_t)mp_ring_free);
         }
         bad |= post_owner(r[0], 300, &alone) != 0 || r[0]->notes[0].pos != 0;
         bad |= mp_ring_push(r[0], MP_EV_ALLOC, MP_ALLOC_MALLOC, 1, 16, 1, 1, &alone) != 0;
-        bad |= mp_ring_ready(r[0]) != 5 || r[0]->bytes[1] != 3 || r[0]->bytes[2] != 0x41;
+        /* seq 1 (flagged), ptr 16, size 1, stack 1 (not the previous: there is none) */
+        bad |= mp_ring_ready(r[0]) != 4 || r[0]->bytes[0] != 0x80 || r[0]->bytes[1] != 0x41;
+        bad |= r[0]->bytes[2] != 3 || r[0]->bytes[3] != 3;
         mp_ring_t *x = mp_ring_claim(), *y = mp_ring_claim();
         bad |= !((x == r[1] && y == r[2]) || (x == r[2] && y == r[1]));
         _exit(bad ? 1 : 0);
