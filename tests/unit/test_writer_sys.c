@@ -225,6 +225,37 @@ read_dump(size_t *len) {
     return buf;
 }
 
+/* The records of a dump read by read_dump, one at a time: next_record gives each one's tag and
+ * body [*body, *body_end), checking the chunk headers on the way; 0 at the end. */
+typedef struct walk_s {
+    const uint8_t *buf, *p, *end; /* the open chunk's payload: [p, end) not yet walked */
+    size_t off, size;             /* the next chunk's offset, the file's size */
+} walk_t;
+
+static walk_t
+walk(const uint8_t *buf, size_t size) {
+    return (walk_t){buf, NULL, NULL, MP_FMT_HEADER_SIZE, size};
+}
+
+static int
+next_record(walk_t *w, unsigned *tag, const uint8_t **body, const uint8_t **body_end) {
+    while (w->p == w->end) {
+        if (w->off >= w->size) return 0;
+        uint32_t len, crc;
+        cr_assert_eq(mp_chunk_header_decode(w->buf + w->off, &len, &crc), 0);
+        w->p = w->buf + w->off + MP_CHUNK_HEADER_SIZE;
+        w->end = w->p + len;
+        w->off += MP_CHUNK_HEADER_SIZE + len;
+    }
+    *tag = *w->p++;
+    uint64_t blen;
+    cr_assert_eq(mp_varint_get(&w->p, w->end, &blen), 0);
+    cr_assert_leq(blen, (uint64_t)(w->end - w->p));
+    *body = w->p;
+    *body_end = w->p += blen;
+    return 1;
+}
+
 Test(writer_sys, seam_passes_every_chunk_through, .timeout = 30) {
     int fd = open_dump();
     cr_assert_eq(start(fd, 1 << 30), 0);
@@ -300,37 +331,28 @@ Test(writer_sys, stack_records_decode_to_the_interned_stacks, .timeout = 30) {
     uint8_t *buf = read_dump(&size);
     static uint8_t seen[STACKS];
     int records = 0;
-    for (size_t off = MP_FMT_HEADER_SIZE; off < size;) {
-        uint32_t len, crc;
-        cr_assert_eq(mp_chunk_header_decode(buf + off, &len, &crc), 0);
-        const uint8_t *p = buf + off + MP_CHUNK_HEADER_SIZE, *end = p + len;
-        off += MP_CHUNK_HEADER_SIZE + len;
-        while (p < end) {
-            unsigned tag = *p++;
-            uint64_t blen, id, n, d;
-            cr_assert_eq(mp_varint_get(&p, end, &blen), 0);
-            const uint8_t *body_end = p + blen;
-            if (tag != MP_REC_STACK) {
-                p = body_end;
-                continue;
-            }
-            cr_assert_eq(mp_varint_get(&p, body_end, &id), 0);
-            cr_assert_eq(mp_varint_get(&p, body_end, &n), 0);
-            int k = 0;
-            while (k < STACKS && ids[k] != id) k++;
-            cr_assert_lt(k, STACKS, "STACK record with an unknown id %llu", (unsigned long long)id);
-            cr_assert_eq(seen[k]++, 0, "stack %d emitted twice", k);
-            cr_assert_eq(n, ns[k], "stack %d: %llu frames, interned %u", k, (unsigned long long)n,
-                         ns[k]);
-            uint64_t prev = 0;
-            for (uint32_t j = 0; j < n; j++) {
-                cr_assert_eq(mp_varint_get(&p, body_end, &d), 0);
-                prev += (uint64_t)mp_unzigzag(d);
-                cr_assert_eq(prev, frames[k][j], "stack %d frame %u", k, j);
-            }
-            cr_assert_eq(p, body_end, "stack %d: bytes after its frames", k);
-            records++;
+    walk_t w = walk(buf, size);
+    unsigned tag;
+    const uint8_t *p, *body_end;
+    while (next_record(&w, &tag, &p, &body_end)) {
+        if (tag != MP_REC_STACK) continue;
+        uint64_t id, n, d;
+        cr_assert_eq(mp_varint_get(&p, body_end, &id), 0);
+        cr_assert_eq(mp_varint_get(&p, body_end, &n), 0);
+        int k = 0;
+        while (k < STACKS && ids[k] != id) k++;
+        cr_assert_lt(k, STACKS, "STACK record with an unknown id %llu", (unsigned long long)id);
+        cr_assert_eq(seen[k]++, 0, "stack %d emitted twice", k);
+        cr_assert_eq(n, ns[k], "stack %d: %llu frames, interned %u", k, (unsigned long long)n,
+                     ns[k]);
+        uint64_t prev = 0;
+        for (uint32_t j = 0; j < n; j++) {
+            cr_assert_eq(mp_varint_get(&p, body_end, &d), 0);
+            prev += (uint64_t)mp_unzigzag(d);
+            cr_assert_eq(prev, frames[k][j], "stack %d frame %u", k, j);
         }
+        cr_assert_eq(p, body_end, "stack %d: bytes after its frames", k);
+        records++;
     }
     cr_assert_eq(records, STACKS, "%d STACK records", records);
     free(buf);
@@ -406,72 +428,65 @@ Test(writer_sys, stream_records_carry_every_event_and_note_in_place, .timeout = 
     uint64_t got[2] = {0, 0}, last_seq[2] = {0, 0}, last_ptr[2] = {0, 0}, seen_marks = 0;
     uint64_t last_stack[2] = {0, 0}, same_stack = 0, seq1 = 0;
     int threads[2] = {0, 0}, owner777 = 0;
-    for (size_t off = MP_FMT_HEADER_SIZE; off < size;) {
-        uint32_t len, crc;
-        cr_assert_eq(mp_chunk_header_decode(buf + off, &len, &crc), 0);
-        const uint8_t *p = buf + off + MP_CHUNK_HEADER_SIZE, *end = p + len;
-        off += MP_CHUNK_HEADER_SIZE + len;
-        while (p < end) {
-            unsigned tag = *p++;
-            uint64_t blen, v, stream;
-            cr_assert_eq(mp_varint_get(&p, end, &blen), 0);
-            const uint8_t *body_end = p + blen;
-            if (tag == MP_REC_THREAD) {
-                cr_assert_eq(mp_varint_get(&p, body_end, &stream), 0);
-                cr_assert_eq(mp_varint_get(&p, body_end, &v), 0);
-                cr_assert_lt(stream, 2);
-                threads[stream]++;
-                if (v == 777) {
-                    cr_assert_eq(stream, r[1]->stream);
-                    cr_assert_eq(got[1], SW_EVENTS / 2 + 1, "owner 777 announced at event %llu",
-                                 (unsigned long long)got[1]);
-                    owner777++;
-                }
-            } else if (tag == MP_REC_MARKER) {
-                cr_assert_eq(mp_varint_get(&p, body_end, &v), 0);
-                if (v == MP_MARK_MAIN_END) {
-                    cr_assert_lt(seen_marks, marks);
-                    cr_assert_eq(got[0], mark_after[seen_marks], "marker %llu after event %llu",
-                                 (unsigned long long)seen_marks, (unsigned long long)got[0]);
-                    seen_marks++;
-                }
-            } else if (tag == MP_REC_STREAM) {
-                cr_assert_eq(mp_varint_get(&p, body_end, &stream), 0);
-                cr_assert_lt(stream, 2);
-                cr_assert_lt(p, body_end, "an empty STREAM record");
-                while (p < body_end) {
-                    cr_assert_lt(got[stream], n[stream], "more events than pushed");
-                    const sw_event_t *e = &sw_pushed[stream][got[stream]];
-                    unsigned head = *p++, kind = head & 3u;
-                    cr_assert_eq(kind, e->kind);
-                    cr_assert_eq(MP_EV_ALLOCATOR(head), e->allocator);
-                    v = 1;
-                    if (head & 0x80)
-                        seq1++;
-                    else
-                        cr_assert_eq(mp_pvarint_get(&p, body_end, &v), 0);
-                    last_seq[stream] += v;
-                    cr_assert_eq(mp_pvarint_get(&p, body_end, &v), 0);
-                    last_ptr[stream] += (uint64_t)mp_unzigzag(v);
-                    cr_assert_eq(last_seq[stream], e->seq);
-                    cr_assert_eq(last_ptr[stream], e->ptr);
-                    if (kind == MP_EV_ALLOC) {
-                        cr_assert_eq(mp_pvarint_get(&p, body_end, &v), 0);
-                        cr_assert_eq(v, e->size);
-                    }
-                    if (kind != MP_EV_REALLOC_FAIL) {
-                        if (head & 4)
-                            same_stack++;
-                        else
-                            cr_assert_eq(mp_pvarint_get(&p, body_end, &last_stack[stream]), 0);
-                        cr_assert_eq(last_stack[stream], e->stack);
-                    } else {
-                        cr_assert_eq(head & 4, 0, "a REALLOC_FAIL with the same-stack flag");
-                    }
-                    got[stream]++;
-                }
+    walk_t w = walk(buf, size);
+    unsigned tag;
+    const uint8_t *p, *body_end;
+    while (next_record(&w, &tag, &p, &body_end)) {
+        uint64_t v, stream;
+        if (tag == MP_REC_THREAD) {
+            cr_assert_eq(mp_varint_get(&p, body_end, &stream), 0);
+            cr_assert_eq(mp_varint_get(&p, body_end, &v), 0);
+            cr_assert_lt(stream, 2);
+            threads[stream]++;
+            if (v == 777) {
+                cr_assert_eq(stream, r[1]->stream);
+                cr_assert_eq(got[1], SW_EVENTS / 2 + 1, "owner 777 announced at event %llu",
+                             (unsigned long long)got[1]);
+                owner777++;
             }
-            p = body_end;
+        } else if (tag == MP_REC_MARKER) {
+            cr_assert_eq(mp_varint_get(&p, body_end, &v), 0);
+            if (v == MP_MARK_MAIN_END) {
+                cr_assert_lt(seen_marks, marks);
+                cr_assert_eq(got[0], mark_after[seen_marks], "marker %llu after event %llu",
+                             (unsigned long long)seen_marks, (unsigned long long)got[0]);
+                seen_marks++;
+            }
+        } else if (tag == MP_REC_STREAM) {
+            cr_assert_eq(mp_varint_get(&p, body_end, &stream), 0);
+            cr_assert_lt(stream, 2);
+            cr_assert_lt(p, body_end, "an empty STREAM record");
+            while (p < body_end) {
+                cr_assert_lt(got[stream], n[stream], "more events than pushed");
+                const sw_event_t *e = &sw_pushed[stream][got[stream]];
+                unsigned head = *p++, kind = head & 3u;
+                cr_assert_eq(kind, e->kind);
+                cr_assert_eq(MP_EV_ALLOCATOR(head), e->allocator);
+                v = 1;
+                if (head & 0x80)
+                    seq1++;
+                else
+                    cr_assert_eq(mp_pvarint_get(&p, body_end, &v), 0);
+                last_seq[stream] += v;
+                cr_assert_eq(mp_pvarint_get(&p, body_end, &v), 0);
+                last_ptr[stream] += (uint64_t)mp_unzigzag(v);
+                cr_assert_eq(last_seq[stream], e->seq);
+                cr_assert_eq(last_ptr[stream], e->ptr);
+                if (kind == MP_EV_ALLOC) {
+                    cr_assert_eq(mp_pvarint_get(&p, body_end, &v), 0);
+                    cr_assert_eq(v, e->size);
+                }
+                if (kind != MP_EV_REALLOC_FAIL) {
+                    if (head & 4)
+                        same_stack++;
+                    else
+                        cr_assert_eq(mp_pvarint_get(&p, body_end, &last_stack[stream]), 0);
+                    cr_assert_eq(last_stack[stream], e->stack);
+                } else {
+                    cr_assert_eq(head & 4, 0, "a REALLOC_FAIL with the same-stack flag");
+                }
+                got[stream]++;
+            }
         }
     }
     cr_assert_eq(got[0], n[0]);
