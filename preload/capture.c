@@ -52,12 +52,24 @@ mp_capture_init(int native, int depth) {
     return 0;
 }
 
+/* Post an owner note for the calling thread, unless it already owned r last: a thread past its
+ * exit destructor claims a ring per event, mostly the same one, and one note per event would
+ * fill the notes and make it wait for the writer. 0, or -1 (tracking is shutting down). */
+static int
+announce(mp_ring_t *r) {
+    uint64_t tid = (uint64_t)mp_sys_gettid();
+    if (r->owner_tid == tid) return 0;
+    mp_ring_note_t own = {0, 0, tid, 0, mp_note_owner};
+    if (mp_ring_note(r, &own, &mp_abandon) != 0) return -1;
+    r->owner_tid = tid;
+    return 0;
+}
+
 static MP_NOINLINE mp_ring_t *
 take_ring(mp_thread_t *t) {
     mp_ring_t *r = mp_ring_claim();
     if (!r) return NULL;
-    mp_ring_note_t own = {0, 0, (uint64_t)mp_sys_gettid(), 0, mp_note_owner};
-    if (mp_ring_note(r, &own, &mp_abandon) != 0) {
+    if (announce(r) != 0) {
         mp_ring_release(r);
         return NULL;
     }
@@ -419,9 +431,6 @@ mp_capture_marker(mp_thread_t *t, unsigned kind) {
 void
 mp_capture_after_fork_child(mp_thread_t *t) {
     mp_ring_reset_after_fork(t->status == mp_thread_active ? t->ring : NULL);
-    if (t->status == mp_thread_active) {
-        /* The child is a new thread id on a fresh dump: announce it again. */
-        mp_ring_note_t own = {0, 0, (uint64_t)mp_sys_gettid(), 0, mp_note_owner};
-        mp_ring_note(t->ring, &own, &mp_abandon);
-    }
+    /* The child is a new thread id on a fresh dump (the reset forgot every owner): announce it. */
+    if (t->status == mp_thread_active) announce(t->ring);
 }

@@ -1,7 +1,8 @@
 /* ring.c - ring registry, claiming and the full-ring slow path (see ring.h for the contract).
  *
- * What this is not: the encoder (writer.c) or the event builder (capture.c). Memory comes from
- * mmap only, never malloc: these functions run inside interposed allocation calls.
+ * What this is not: the event encoder (ring.h, mp_ring_encode) or the event builder (capture.c).
+ * Memory comes from mmap only, never malloc: these functions run inside interposed allocation
+ * calls.
  */
 #include "ring.h"
 
@@ -96,6 +97,7 @@ mp_ring_reset_after_fork(mp_ring_t *keep) {
         r->notes_head = r->notes_tail = 0;
         r->last_seq = r->last_ptr = r->alloc_bytes = 0;
         r->last_stack = 0;
+        r->owner_tid = 0;
         r->count[0] = r->count[1] = r->count[2] = 0;
         r->state = r == keep ? mp_ring_owned : mp_ring_free;
     }

@@ -28,7 +28,7 @@
 
 #include "format.h"
 
-/* Bytes of every ring (a power of two): some 28000 Python events at ~9 bytes each. */
+/* Bytes of every ring (a power of two): some 40000 Python events at 6-7 bytes each. */
 #define MP_RING_BYTES (256u << 10)
 /* Room a producer needs before it writes an event: the longest event (head byte, four prefix
  * varints of at most 9 bytes) plus the 7 bytes the encoder's 8-byte stores may write past it. The
@@ -75,6 +75,7 @@ typedef struct mp_ring_s {
     uint32_t mask;                       /* MP_RING_BYTES - 1 */
     uint8_t *bytes;                      /* MP_RING_BYTES + MP_RING_EVENT_MAX */
     void *scratch; /* the owner's private memory (capture.c's Python memo), kept for the next */
+    uint64_t owner_tid; /* the tid of the last owner note posted (capture.c), 0 = none */
     mp_ring_note_t notes[MP_RING_NOTES];
 } mp_ring_t;
 
@@ -168,9 +169,9 @@ mp_ring_push(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t seq, uint
  * is set: then -1 and nothing is posted). 0 when posted. */
 int mp_ring_note(mp_ring_t *r, const mp_ring_note_t *note, const int *abandon);
 
-/* Consumer: bytes [tail, head) are ready; notes [notes_tail, notes_head), each at a position
- * up to the head read before them (read head first: every note before that head is then seen).
- * After using them, mp_ring_consume. */
+/* Consumer: bytes [tail, head) are ready, and notes [notes_tail, notes_head). Read head first:
+ * every note at a position up to that head is then visible. A note posted since may lie past
+ * it: it waits for a later pass, with the bytes before it. After using them, mp_ring_consume. */
 static inline uint64_t
 mp_ring_ready(mp_ring_t *r) {
     return __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);

@@ -399,8 +399,8 @@ writer_main(void *arg) {
         if (W.len >= CHUNK_FLUSH_AT || (W.len > 0 && now - W.last_flush_ns >= period)) flush();
         if (stopping) break;
         /* Sleep until kicked, or for the period when idle, or a short while after a pass that
-         * found records: draining again at once would keep the producers' head and slot cache
-         * lines bouncing between the cores for batches of a few records. The busier the
+         * found events: draining again at once would keep the producers' head and byte cache
+         * lines bouncing between the cores for batches of a few events. The busier the
          * fullest ring was, the shorter the sleep, so that it stays below the half-full mark at
          * which its producer kicks (a system call on the allocating thread, ring.h). */
         int w = mp_load_acquire(&W.wake);

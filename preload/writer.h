@@ -1,4 +1,5 @@
-/* writer.h - the writer thread: drains the rings, encodes records, writes checksummed chunks.
+/* writer.h - the writer thread: drains the rings (copying their events, encoded by the threads
+ * that made them), encodes the other records, writes checksummed chunks.
  *
  * One writer per process. It runs with every signal blocked, never allocates through malloc
  * (its buffers are mmap'd), takes no lock a producer could hold, never calls dl_iterate_phdr,
@@ -29,7 +30,8 @@ int mp_writer_start(const mp_writer_opts_t *opts);
 /* Wake the writer (installed as mp_ring_kick). Cheap when the writer is awake. */
 void mp_writer_kick(void);
 /* Stop: emit a MARKER of kind at seq, drain every ring, write the TRAILER, close the dump.
- * Waits at most timeout_ms for the writer. Returns the number of events written, or -1. */
+ * Waits at most timeout_ms for the writer. Returns the number of events the threads recorded
+ * (the trailer's count, FORMAT.md 5.8), or -1. */
 int64_t mp_writer_stop(unsigned marker_kind, uint64_t seq, uint64_t timeout_ms);
 /* After fork, in the child: forget the parent's writer (its thread does not exist here). */
 void mp_writer_forget(void);

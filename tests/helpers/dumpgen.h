@@ -70,7 +70,7 @@ void mp_dg_alloc(mp_dg_t *g, uint64_t seq, uint64_t ptr, uint64_t size, uint64_t
 void mp_dg_free_ev(mp_dg_t *g, uint64_t seq, uint64_t ptr, uint64_t stack, unsigned allocator);
 void mp_dg_realloc_fail(mp_dg_t *g, uint64_t seq, uint64_t ptr);
 void mp_dg_events_end(mp_dg_t *g);
-/* STREAM (1.2): like an EVENTS record, but its deltas continue from the stream's last event
+/* STREAM (2.0): like an EVENTS record, but its deltas continue from the stream's last event
  * (in any record); ended by mp_dg_events_end. */
 void mp_dg_stream_begin(mp_dg_t *g, uint64_t stream);
 
