@@ -6,6 +6,8 @@
  */
 #include "ring.h"
 
+#include <string.h>
+
 #include "atomics.h"
 #include "sys.h"
 
@@ -73,6 +75,37 @@ mp_ring_wait_space(mp_ring_t *r, uint64_t n, const int *abandon) {
     }
 }
 
+uint8_t *
+mp_ring_reserve_slow(mp_ring_t *r, const int *abandon) {
+    uint64_t h = r->head, cap = (uint64_t)r->mask + 1;
+    if (h + MP_RING_EVENT_MAX - r->tail_cache > cap) {
+        r->tail_cache = mp_load_acquire(&r->tail);
+        if (h + MP_RING_EVENT_MAX - r->tail_cache > cap &&
+            mp_ring_wait_space(r, MP_RING_EVENT_MAX, abandon) != 0)
+            return NULL;
+    }
+    return r->bytes + (h & r->mask);
+}
+
+void
+mp_ring_publish_slow(mp_ring_t *r, size_t n) {
+    uint64_t h = r->head, nh = h + n, cap = (uint64_t)r->mask + 1, off = h & r->mask;
+    /* An event that ran into the slack continues at the start of the storage: those bytes are
+     * free (reserve checked the room), and the writer reads positions modulo the capacity. */
+    if (off + n > cap) memcpy(r->bytes, r->bytes + cap, (size_t)(off + n - cap));
+    /* Release: the writer that sees the new head sees the event's bytes. */
+    mp_store_release(&r->head, nh);
+    if (((h ^ nh) & ~(uint64_t)(MP_RING_KICK_BYTES - 1)) != 0) {
+        r->tail_cache = mp_load_acquire(&r->tail);
+        if (nh - r->tail_cache >= cap / 2) mp_ring_kick();
+    }
+    /* The next fast path ends where an event could lack room, run past the end of the storage
+     * or cross the next multiple of MP_RING_KICK_BYTES (which divides the capacity). */
+    uint64_t room = r->tail_cache + cap - MP_RING_EVENT_MAX;
+    uint64_t kick = (nh | (MP_RING_KICK_BYTES - 1)) + 1 - MP_RING_EVENT_MAX;
+    r->limit = room < kick ? room : kick;
+}
+
 int
 mp_ring_note(mp_ring_t *r, const mp_ring_note_t *note, const int *abandon) {
     uint32_t h = r->notes_head; /* only this thread writes notes_head */
@@ -93,7 +126,7 @@ mp_ring_reset_after_fork(mp_ring_t *keep) {
      * events belong to the parent's dump (its writer still drains them there); the child's
      * dump starts its streams' deltas afresh. */
     for (mp_ring_t *r = registry; r; r = r->next) {
-        r->head = r->tail = r->tail_cache = 0;
+        r->head = r->tail = r->tail_cache = r->limit = 0;
         r->notes_head = r->notes_tail = 0;
         r->last_seq = r->last_ptr = r->alloc_bytes = 0;
         r->last_stack = 0;

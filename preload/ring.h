@@ -59,6 +59,7 @@ typedef struct mp_ring_s {
      * counters once, for the trailer. */
     _Alignas(64) uint64_t head; /* bytes published; release-stored by the producer */
     uint64_t tail_cache;        /* producer's last view of tail (avoids sharing the line) */
+    uint64_t limit;             /* the last head at which the fast path may push (below) */
     uint64_t last_seq;          /* delta bases of the next event: the last one's seq and ptr, */
     uint64_t last_ptr;
     uint32_t last_stack;  /* and the last stack of an ALLOC or FREE */
@@ -95,35 +96,36 @@ void mp_ring_reset_after_fork(mp_ring_t *keep);
 
 /* Slow path of mp_ring_reserve: waits until n bytes are free; 0, or -1 if *abandon ended it. */
 int mp_ring_wait_space(mp_ring_t *r, uint64_t n, const int *abandon);
+/* The slow paths of the two steps below (ring.c). */
+uint8_t *mp_ring_reserve_slow(mp_ring_t *r, const int *abandon);
+void mp_ring_publish_slow(mp_ring_t *r, size_t n);
 
 /* Producer, in two steps: where to write the next event (MP_RING_EVENT_MAX bytes are free there,
  * contiguous thanks to the slack), waiting while the ring is too full (NULL if *abandon ends the
- * wait); then, once n bytes are written, mp_ring_publish. */
+ * wait); then, once n bytes are written, mp_ring_publish.
+ *
+ * Both steps take their fast path while head <= limit: the producer's last view of the tail leaves
+ * room, the event cannot run past the end of the storage, and it cannot cross a multiple of
+ * MP_RING_KICK_BYTES (where the writer may need a kick). Anything else (the room check with a
+ * fresh tail and the wait, the copy of an event that ran into the slack, the kick, and a new
+ * limit) is out of line, once per MP_RING_KICK_BYTES or so: the fast path is a compare and a
+ * store, inside every hooked allocation. */
 static inline uint8_t *
 mp_ring_reserve(mp_ring_t *r, const int *abandon) {
     uint64_t h = r->head; /* only this thread writes head */
-    if (__builtin_expect(h + MP_RING_EVENT_MAX - r->tail_cache > (uint64_t)r->mask + 1, 0)) {
-        r->tail_cache = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
-        if (h + MP_RING_EVENT_MAX - r->tail_cache > (uint64_t)r->mask + 1 &&
-            mp_ring_wait_space(r, MP_RING_EVENT_MAX, abandon) != 0)
-            return NULL;
-    }
+    if (__builtin_expect(h > r->limit, 0)) return mp_ring_reserve_slow(r, abandon);
     return r->bytes + (h & r->mask);
 }
 
 static inline void
 mp_ring_publish(mp_ring_t *r, size_t n) {
-    uint64_t h = r->head, nh = h + n, cap = (uint64_t)r->mask + 1, off = h & r->mask;
-    /* An event that ran into the slack continues at the start of the storage: those bytes are
-     * free (reserve checked the room), and the writer reads positions modulo the capacity. */
-    if (__builtin_expect(off + n > cap, 0))
-        __builtin_memcpy(r->bytes, r->bytes + cap, (size_t)(off + n - cap));
-    /* Release: the writer that sees the new head sees the event's bytes. */
-    __atomic_store_n(&r->head, nh, __ATOMIC_RELEASE);
-    if (__builtin_expect(((h ^ nh) & ~(uint64_t)(MP_RING_KICK_BYTES - 1)) != 0, 0)) {
-        r->tail_cache = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
-        if (nh - r->tail_cache >= cap / 2) mp_ring_kick();
+    uint64_t h = r->head;
+    if (__builtin_expect(h > r->limit, 0)) { /* the same test as reserve's: the same path */
+        mp_ring_publish_slow(r, n);
+        return;
     }
+    /* Release: the writer that sees the new head sees the event's bytes. */
+    __atomic_store_n(&r->head, h + n, __ATOMIC_RELEASE);
 }
 
 /* Producer: encode one event at p (from mp_ring_reserve) as a STREAM record's event (FORMAT.md

@@ -618,6 +618,36 @@ Test(ring, fills_then_drains_repeatedly, .timeout = 30) {
     check_counters(r);
 }
 
+/* The fast path (head <= limit, ring.h) is taken only where it is safe: the room, the end of the
+ * storage and the next multiple of MP_RING_KICK_BYTES are all at least MP_RING_EVENT_MAX away
+ * (checked against the real tail, which only advances); and it is taken for nearly every event. */
+Test(ring, fast_path_only_where_safe_and_nearly_always, .timeout = 30) {
+    fresh();
+    reader_init();
+    mp_ring_t *r = mp_ring_claim();
+    cr_assert_eq(post_owner(r, 5, &alone), 0);
+    uint64_t fast = 0, n = 0;
+    for (uint64_t i = 0; r->head < 20 * CAP; i++, n++) {
+        uint64_t h = r->head;
+        if (h <= r->limit) {
+            fast++;
+            if (h + MP_RING_EVENT_MAX - r->tail > CAP || (h & r->mask) + MP_RING_EVENT_MAX > CAP ||
+                (h | (MP_RING_KICK_BYTES - 1)) + 1 - h < MP_RING_EVENT_MAX)
+                cr_assert_fail("fast path at head %llu (tail %llu, limit %llu)",
+                               (unsigned long long)h, (unsigned long long)r->tail,
+                               (unsigned long long)r->limit);
+        }
+        ev_t e = event(5, i);
+        cr_assert_eq(push(r, &e, &alone), 0);
+        if (r->head - r->tail > CAP / 3) read_ring(r);
+    }
+    read_ring(r);
+    CHECK_READER();
+    cr_assert_eq(rd.next[5], n);
+    cr_assert_gt(fast, n - n / 50, "the fast path served %llu of %llu events",
+                 (unsigned long long)fast, (unsigned long long)n);
+}
+
 Test(ring, a_drained_ring_never_kicks_the_writer, .timeout = 30) {
     fresh();
     reader_init();
