@@ -55,17 +55,18 @@ typedef struct mp_ring_note_s {
 enum { mp_ring_free = 0, mp_ring_owned = 1 };
 
 typedef struct mp_ring_s {
-    /* Producer side (one cache line): the owner writes these; the writer reads head, and the
-     * counters once, for the trailer. */
+    /* Producer side: the owner writes these; the writer reads head, and the counters once, for
+     * the trailer. What every event touches is in the first cache line (count[MP_EV_ALLOC] and
+     * count[MP_EV_FREE] included); the slow path's and REALLOC_FAIL's fields follow. */
     _Alignas(64) uint64_t head; /* bytes published; release-stored by the producer */
-    uint64_t tail_cache;        /* producer's last view of tail (avoids sharing the line) */
     uint64_t limit;             /* the last head at which the fast path may push (below) */
     uint64_t last_seq;          /* delta bases of the next event: the last one's seq and ptr, */
     uint64_t last_ptr;
     uint32_t last_stack;  /* and the last stack of an ALLOC or FREE */
     uint32_t notes_head;  /* notes published; release-stored by the producer */
-    uint64_t count[3];    /* events pushed, by kind (MP_EV_*): relaxed, read by the writer */
     uint64_t alloc_bytes; /* sum of the ALLOC sizes pushed */
+    uint64_t count[3];    /* events pushed, by kind (MP_EV_*): relaxed, read by the writer */
+    uint64_t tail_cache;  /* producer's last view of tail (avoids sharing the line) */
     /* Consumer side. */
     _Alignas(64) uint64_t tail; /* bytes drained; release-stored by the writer */
     uint32_t notes_tail;        /* notes drained; release-stored by the writer */
