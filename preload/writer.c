@@ -284,15 +284,14 @@ emit_sample(uint64_t now) {
 static void
 put_stream(const mp_ring_t *r, uint64_t from, uint64_t to) {
     if (from == to) return;
-    uint8_t pre[MP_VARINT_MAX];
-    size_t np = mp_varint_put(pre, r->stream), body = np + (size_t)(to - from);
+    size_t body = varint_len(r->stream) + (size_t)(to - from);
     if (W.len + 1 + MP_VARINT_MAX + body > CHUNK_CAP) flush();
     uint8_t *p = W.chunk + MP_CHUNK_HEADER_SIZE + W.len;
     *p++ = MP_REC_STREAM;
     p += mp_varint_put(p, body);
-    memcpy(p, pre, np);
-    mp_ring_copy(r, from, to, p + np);
-    W.len = (size_t)(p + body - (W.chunk + MP_CHUNK_HEADER_SIZE));
+    p += mp_varint_put(p, r->stream);
+    mp_ring_copy(r, from, to, p);
+    W.len = (size_t)(p + (to - from) - (W.chunk + MP_CHUNK_HEADER_SIZE));
 }
 
 static void
