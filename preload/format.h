@@ -126,9 +126,10 @@ int mp_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v);
 /* Prefix varints (2.4), the integers of STREAM events (5.12): as many 7-bit groups as LEB128,
  * but the length is in the first byte's trailing zero bits, so the producers' encoder (ring.h's
  * mp_ring_encode, inside every hooked allocation) is a handful of instructions with no loop and
- * no branch: n groups (1..8) are v << n | 1 << (n - 1), in n bytes, little-endian; a value of 2^56
- * or more is a zero byte and 8 bytes. It stores 8 bytes at p (9 for the long form), up to 7 past
- * the varint: the caller keeps that much slack. Returns the length. */
+ * no branch but the unlikely one to the long form: n groups (1..8) are v << n | 1 << (n - 1), in n
+ * bytes, little-endian; a value of 2^56 or more is a zero byte and 8 bytes. It stores 8 bytes at p
+ * (9 for the long form), up to 7 past the varint: the caller keeps that much slack. Returns the
+ * length. */
 #define MP_PVARINT_MAX 9u
 static inline size_t
 mp_pvarint_put(uint8_t *p, uint64_t v) {

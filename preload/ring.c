@@ -66,23 +66,14 @@ wait_a_pass(const int *abandon) {
     return abandon && mp_load_acquire(abandon) ? -1 : 0;
 }
 
-int
-mp_ring_wait_space(mp_ring_t *r, uint64_t n, const int *abandon) {
-    for (;;) {
-        if (wait_a_pass(abandon) != 0) return -1;
-        r->tail_cache = mp_load_acquire(&r->tail);
-        if (r->head + n - r->tail_cache <= (uint64_t)r->mask + 1) return 0;
-    }
-}
-
+/* Room for an event at head: by the last view of the tail, else by a fresh one, else once the
+ * writer has drained enough (NULL if *abandon ends that wait). */
 uint8_t *
 mp_ring_reserve_slow(mp_ring_t *r, const int *abandon) {
     uint64_t h = r->head, cap = (uint64_t)r->mask + 1;
-    if (h + MP_RING_EVENT_MAX - r->tail_cache > cap) {
+    for (int waited = 0; h + MP_RING_EVENT_MAX - r->tail_cache > cap; waited = 1) {
+        if (waited && wait_a_pass(abandon) != 0) return NULL;
         r->tail_cache = mp_load_acquire(&r->tail);
-        if (h + MP_RING_EVENT_MAX - r->tail_cache > cap &&
-            mp_ring_wait_space(r, MP_RING_EVENT_MAX, abandon) != 0)
-            return NULL;
     }
     return r->bytes + (h & r->mask);
 }

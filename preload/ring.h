@@ -1,10 +1,10 @@
 /* ring.h - bounded lock-free byte rings carrying events from interposed threads to the writer.
  *
  * Producer: the one thread that owns the ring (claimed with mp_ring_claim); never allocates. It
- * encodes each event where it happens, in the dump's own bytes (capture.c: a STREAM record's
- * events, FORMAT.md 5.12, deltas against the ring's previous event), so the writer only copies
- * and checksums them. Two or three times fewer bytes per event than a fixed-size slot, and no
- * encoding on the writer: with two cores, the writer's time comes out of the program's.
+ * encodes each event where it happens, in the dump's own bytes (mp_ring_encode below: a STREAM
+ * record's events, FORMAT.md 5.12, deltas against the ring's previous event), so the writer only
+ * copies and checksums them. A fifth of the bytes of the 32-byte slot each event used to take, and
+ * no encoding on the writer: with two cores, the writer's time comes out of the program's.
  * Consumer: the writer thread only.
  *
  * What is not an event goes beside the bytes, in the ring's notes: a new owner's thread id and
@@ -95,8 +95,6 @@ mp_ring_t *mp_ring_first(void);
  * counters, and free except keep, which stays owned. */
 void mp_ring_reset_after_fork(mp_ring_t *keep);
 
-/* Slow path of mp_ring_reserve: waits until n bytes are free; 0, or -1 if *abandon ended it. */
-int mp_ring_wait_space(mp_ring_t *r, uint64_t n, const int *abandon);
 /* The slow paths of the two steps below (ring.c). */
 uint8_t *mp_ring_reserve_slow(mp_ring_t *r, const int *abandon);
 void mp_ring_publish_slow(mp_ring_t *r, size_t n);
