@@ -209,7 +209,7 @@ typedef struct mp_events_s {
     int cont;
 } mp_events_t;
 
-/* Before a stream's first record: no previous event (seq and ptr 0). */
+/* Before a stream's first record: no previous event (seq, ptr and stack 0). */
 void mp_events_reset(mp_events_t *it);
 /* Start decoding the events of a record decoded by mp_rec_events or mp_rec_stream. A STREAM
  * record continues from the last event it decoded (the stream's previous record, FORMAT.md
