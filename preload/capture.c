@@ -118,7 +118,8 @@ pushed(mp_thread_t *t, mp_ring_t *r) {
 #define MEMO_BITS 8u
 #define MEMO_SETS (1u << MEMO_BITS)
 #define MEMO_WAYS 4u
-#define GUESS_BITS 8u
+#define HOT_BITS 8u
+#define HOT_WORDS 6u  /* key words in a hot entry's line; the rest of its key in hot_deep */
 #define KEY_MAX 128u  /* frames; deeper chains are walked every time */
 #define KEY_WORDS 12u /* words of the key kept in the way itself (pyframes.h: 1 or 2 per frame) */
 #define DEEP_WORDS (2 * KEY_MAX - KEY_WORDS)
@@ -132,15 +133,26 @@ typedef struct memo_way_s {
     uint64_t key[KEY_WORDS]; /* the key's first words; the rest in deep[store] */
 } memo_way_t;                /* two cache lines */
 
+/* A hot entry: a stack's whole key (the first HOT_WORDS words here, the rest in hot_deep), its
+ * generation and id, copied from the memo way that served it: what python_stack_id reads on
+ * nearly every event, in one cache line. */
+typedef struct hot_s {
+    _Alignas(64) uint64_t key[HOT_WORDS];
+    uint32_t id;  /* interned Python-only stack */
+    uint32_t gen; /* mp_pycode_gen of the way it was copied from */
+    uint32_t n;   /* key frames; 0 = empty */
+} hot_t;
+
 /* The scratch mapping. key is the current event's (off the thread's stack, which may be small;
  * a thread never re-enters capture: its guard, capture.h). */
 typedef struct memo_area_s {
     memo_way_t way[MEMO_SETS][MEMO_WAYS]; /* [0] filled most recently */
-    uint16_t guess[1u << GUESS_BITS];     /* innermost frame's hash -> way index (python_stack) */
+    hot_t hot[1u << HOT_BITS];            /* by the innermost frame's hash (python_stack_id) */
     uint64_t key[2 * KEY_MAX];
     uint64_t deep[MEMO_SETS * MEMO_WAYS][DEEP_WORDS];
     uint64_t frames[MEMO_SETS * MEMO_WAYS][MP_PY_DEPTH];
     uint8_t ends[MEMO_SETS * MEMO_WAYS][MP_PY_DEPTH];
+    uint64_t hot_deep[1u << HOT_BITS][2 * KEY_MAX - HOT_WORDS];
 } memo_area_t;
 
 /* A resolved Python stack, valid until the thread's next event. */
@@ -204,6 +216,22 @@ memo_fill(memo_area_t *a, memo_way_t *set, const uint8_t *ts, uint32_t nk, uint6
     return m;
 }
 
+/* Copy way e (found or filled for this event's key) into hot entry i, h. */
+static MP_NOINLINE void
+hot_fill(memo_area_t *a, hot_t *h, uint32_t i, const memo_way_t *e) {
+    uint32_t nw = e->n * mp_pykey_words();
+    for (uint32_t j = 0; j < nw; j++) {
+        uint64_t w = j < KEY_WORDS ? e->key[j] : a->deep[e->store][j - KEY_WORDS];
+        if (j < HOT_WORDS)
+            h->key[j] = w;
+        else
+            a->hot_deep[i][j - HOT_WORDS] = w;
+    }
+    h->id = e->id;
+    h->gen = e->gen;
+    h->n = e->n;
+}
+
 /* The memo's lookup by the whole key (hash, set, ways), filling a way on a miss. */
 static MP_NOINLINE const memo_way_t *
 memo_lookup(memo_area_t *a, const uint8_t *ts, uint32_t gen) {
@@ -219,46 +247,46 @@ memo_lookup(memo_area_t *a, const uint8_t *ts, uint32_t gen) {
     return memo_fill(a, set, ts, nk, h, gen);
 }
 
-/* The calling thread's Python stack: its memo way, or NULL when it runs no Python (or the
- * stack cannot be interned). r is the calling thread's ring; native: mp_native, a constant
- * where inlined for Python-only stacks.
+/* The calling thread's Python stack id on the fast path, 0 when it runs no Python (or the stack
+ * cannot be interned); Python-only stacks (the key has no is_entry). r is the calling thread's
+ * ring; fam: the layout family (pyframes.h), a constant where inlined.
  *
- * First a guess: the way that last served a stack with this innermost frame (code and
- * position), checked frame by frame against the chain with nothing stored, which is about half
- * the work of building the key, hashing it and comparing. Only when the guess is wrong (another
- * caller, or a way since refilled) does the lookup by the whole key run; it updates the guess.
- * Any way is a safe guess: the check compares every frame, the length and the generation. */
-static MP_ALWAYS_INLINE const memo_way_t *
-python_stack(const mp_thread_t *t, mp_ring_t *r, const memo_area_t **area, int native) {
-    const uint8_t *ts = mp_pyframes_tstate_of(t->self);
-    if (!ts) return NULL;
+ * First the hot entry of the innermost frame's key words (its code and position): the stack last
+ * served there, its key kept whole in the entry's cache line (or past it, in hot_deep, for deep
+ * chains), checked frame by frame against the chain with nothing stored. That is about half the
+ * work of building the key, hashing it and comparing, and one cache line. Only when the entry is
+ * wrong (another caller, or a code object freed since) does the memo lookup run; it refills the
+ * entry. Any entry is a safe guess: the check compares every frame, the length and the
+ * generation, and an entry's key and id are copied together, so they always belong together. */
+static MP_ALWAYS_INLINE uint32_t
+python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam) {
+    const uint8_t *ts = mp_pyframes_tstate_fam(t->self, fam);
+    if (!ts) return 0;
     memo_area_t *a = r->scratch;
-    if (MP_UNLIKELY(!a) && !(a = memo_map(r))) return NULL;
-    *area = a;
-    const int entry = mp_pykey_entry(native);
+    if (MP_UNLIKELY(!a) && !(a = memo_map(r))) return 0;
     uint32_t gen = mp_load_relaxed(&mp_pycode_gen);
-    /* The innermost frame's key words (one or two, pyframes.h) pick the guess. */
     uint64_t w0, w1 = 0;
     uint32_t nw;
     const uint8_t *f, *next;
-    if (mp_pyenv.L.ts_frame >= 0) {
-        if (!(f = mp_ldp(ts, mp_pyenv.L.ts_frame))) return NULL;
+    if (mp_pyfam_frame_objects(fam)) {
+        if (!(f = mp_ldp(ts, mp_pyenv.L.ts_frame))) return 0;
         next = mp_pykey_fo(f, &w0, &w1);
         nw = 2;
     } else {
-        if (!(f = mp_pyframes_first_iframe(ts))) return NULL;
-        next = mp_pykey_if(f, entry, &w0);
+        if (!(f = mp_pyframes_first_iframe_fam(ts, fam))) return 0;
+        next = mp_pykey_if(f, -1, &w0);
         nw = 1;
     }
-    uint16_t *guess = &a->guess[((w0 ^ w1) * 0x9e3779b97f4a7c15ull) >> (64 - GUESS_BITS)];
-    const memo_way_t *e = &a->way[0][0] + *guess;
-    if (MP_LIKELY(e->key[0] == w0 && (nw == 1 || e->key[1] == w1) && e->gen == gen && e->n != 0) &&
-        MP_LIKELY(mp_pyframes_match(next, entry, e->key + nw, KEY_WORDS - nw, a->deep[e->store],
-                                    e->n - 1)))
-        return e;
-    e = memo_lookup(a, ts, gen);
-    if (e) *guess = (uint16_t)(e - &a->way[0][0]);
-    return e;
+    uint32_t i = (uint32_t)(((w0 ^ w1) * 0x9e3779b97f4a7c15ull) >> (64 - HOT_BITS));
+    hot_t *h = &a->hot[i];
+    if (MP_LIKELY(h->key[0] == w0 && (nw == 1 || h->key[1] == w1) && h->gen == gen && h->n != 0) &&
+        MP_LIKELY(mp_pyframes_match(next, -1, h->key + nw, HOT_WORDS - nw, a->hot_deep[i], h->n - 1,
+                                    fam)))
+        return h->id;
+    const memo_way_t *e = memo_lookup(a, ts, gen);
+    if (!e) return 0;
+    if (e->n != 0) hot_fill(a, h, i, e);
+    return e->id;
 }
 
 static inline void
@@ -269,10 +297,15 @@ view(const memo_area_t *a, const memo_way_t *e, pystack_t *out) {
     out->ends = a->ends[e->store];
 }
 
+/* The calling thread's Python stack with its frames (for splicing into native stacks, and for
+ * what a new thread inherits): the memo's lookup by the whole key, every time. 0: none. */
 static int
 python_frames(const mp_thread_t *t, mp_ring_t *r, pystack_t *out) {
-    const memo_area_t *a = NULL;
-    const memo_way_t *e = python_stack(t, r, &a, mp_native);
+    const uint8_t *ts = mp_pyframes_tstate_of(t->self);
+    if (!ts) return 0;
+    memo_area_t *a = r->scratch;
+    if (MP_UNLIKELY(!a) && !(a = memo_map(r))) return 0;
+    const memo_way_t *e = memo_lookup(a, ts, mp_load_relaxed(&mp_pycode_gen));
     if (!e) return 0;
     view(a, e, out);
     return 1;
@@ -338,9 +371,8 @@ event_stack_slow(mp_thread_t *t, mp_ring_t *r, unsigned kind) {
 static MP_ALWAYS_INLINE uint32_t
 event_stack(mp_thread_t *t, mp_ring_t *r, unsigned kind) {
     if (MP_LIKELY(!mp_native)) {
-        const memo_area_t *a;
-        const memo_way_t *e = python_stack(t, r, &a, 0);
-        return MP_LIKELY(e != NULL) ? e->id : t->inherit_id;
+        uint32_t id = python_stack_id(t, r, MP_PYFAM_ANY);
+        return MP_LIKELY(id != 0) ? id : t->inherit_id;
     }
     return event_stack_slow(t, r, kind);
 }
@@ -389,6 +421,27 @@ mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *
         stack = event_stack_slow(t, r, kind);
     }
     push_event(t, r, kind, allocator, ptr, size, stack);
+    return stack;
+}
+
+uint32_t
+mp_capture_py_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr, size_t size,
+                    int fam) {
+    /* mp_pyfast equals fam only while every test of the general path comes out the usual way:
+     * Python stacks only, walked with this family's layout, start-up over (python.h). What is
+     * left to test is the thread's: its own ring, and not inside memprof's Python calls. */
+    if (fam == MP_PYFAM_ANY || MP_UNLIKELY(mp_load_acquire(&mp_pyfast) != (unsigned)fam) ||
+        MP_UNLIKELY(t->status != mp_thread_active) || MP_UNLIKELY(t->frees_only))
+        return mp_capture_event(t, kind, allocator, ptr, size);
+    mp_ring_t *r = t->ring;
+    uint32_t stack = python_stack_id(t, r, fam);
+    if (MP_UNLIKELY(stack == 0)) stack = t->inherit_id;
+    uint8_t *p = mp_ring_reserve(r, &mp_abandon);
+    if (p) {
+        uint64_t seq = mp_fetch_add_relaxed(&mp_seq, 1); /* as in push_event */
+        mp_ring_publish(
+            r, mp_ring_encode(r, p, kind, allocator, seq, (uint64_t)(uintptr_t)ptr, size, stack));
+    }
     return stack;
 }
 

@@ -64,6 +64,11 @@ int mp_capture_init(int native, int depth); /* once, from the constructor; 0 or 
  * ALLOC: after the real allocation returned. Returns the stack id recorded (0: none). */
 uint32_t mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
                           size_t size);
+/* The same, from the Python hooks compiled for layout family fam (pyframes.h): while the fast
+ * path applies (python.h's mp_pyfast), with that family's layout tests resolved at compile time
+ * and the general path's tests left out; otherwise mp_capture_event. */
+uint32_t mp_capture_py_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
+                             size_t size, int fam);
 /* After a realloc of p (NULL: it allocates) returned q, p's FREE having been recorded before the
  * call by mp_capture_event, which returned stack: q's ALLOC, or, when the call failed and p is
  * still the caller's (kept), a REALLOC_FAIL. Reuses stack rather than walking again (unless the

@@ -33,10 +33,45 @@ extern mp_pyenv_t mp_pyenv;
 #define MP_PYFRAME(code_id, addr)                                                                  \
     ((1ull << 63) | ((uint64_t)(code_id) << 32) | (uint64_t)(uint32_t)(int32_t)(addr))
 
+/* Layout families: the tests the per-event path makes on the layout, fixed once the version is
+ * known. The Python hooks are compiled once per family (python.c), with these tests resolved at
+ * compile time; MP_PYFAM_ANY makes them at run time, from mp_pyenv.L. */
+enum {
+    MP_PYFAM_ANY = 0,
+    MP_PYFAM_FO = 1,  /* 3.8-3.10: GIL holder, else TSS; frame objects (two key words a frame) */
+    MP_PYFAM_311 = 2, /* 3.11: GIL holder, else TSS; cframe->current_frame */
+    MP_PYFAM_312 = 3, /* 3.12: TSS; cframe->current_frame */
+    MP_PYFAM_313 = 4, /* 3.13: TSS; current_frame */
+    MP_PYFAM_COUNT = 5
+};
+
+static inline int
+mp_pyframes_family(const mp_pylayout_t *L) {
+    if (L->ts_frame >= 0) return MP_PYFAM_FO;
+    if (L->ts_current_frame >= 0) return MP_PYFAM_313;
+    return L->rt_tstate_current >= 0 ? MP_PYFAM_311 : MP_PYFAM_312;
+}
+
+/* Whether the layout has the GIL holder's state (<= 3.11), frame objects (<= 3.10), or the
+ * current frame in the thread state itself (3.13): fam's answer, or the layout's (ANY). */
+static inline int
+mp_pyfam_gil_holder(int fam) {
+    return fam == MP_PYFAM_ANY ? mp_pyenv.L.rt_tstate_current >= 0
+                               : fam == MP_PYFAM_FO || fam == MP_PYFAM_311;
+}
+static inline int
+mp_pyfam_frame_objects(int fam) {
+    return fam == MP_PYFAM_ANY ? mp_pyenv.L.ts_frame >= 0 : fam == MP_PYFAM_FO;
+}
+static inline int
+mp_pyfam_ts_current_frame(int fam) {
+    return fam == MP_PYFAM_ANY ? mp_pyenv.L.ts_current_frame >= 0 : fam == MP_PYFAM_313;
+}
+
 /* The PyThreadState of the calling thread, whose pthread_self() is self, or NULL (none, or the
- * interpreter is finalizing). Inline: it runs on every event. */
+ * interpreter is finalizing); fam: the layout family (above). Inline: it runs on every event. */
 static inline const uint8_t *
-mp_pyframes_tstate_of(uintptr_t self) {
+mp_pyframes_tstate_fam(uintptr_t self, int fam) {
     const mp_pylayout_t *L = &mp_pyenv.L;
     const uint8_t *rt = mp_pyenv.runtime;
     /* Finalization frees other threads' states (daemon threads): checked first, python-frames.md
@@ -44,7 +79,7 @@ mp_pyframes_tstate_of(uintptr_t self) {
     const uint8_t *fin =
         __atomic_load_n((const uint8_t *const *)(rt + L->rt_finalizing), __ATOMIC_ACQUIRE);
     const uint8_t *t = NULL;
-    if (L->rt_tstate_current >= 0) {
+    if (mp_pyfam_gil_holder(fam)) {
         /* <= 3.11: this is the thread holding the GIL, which is not necessarily us. */
         t = __atomic_load_n((const uint8_t *const *)(rt + L->rt_tstate_current), __ATOMIC_RELAXED);
         if (t && (uintptr_t)mp_ldp(t, L->ts_thread_id) != self) t = NULL;
@@ -60,6 +95,11 @@ mp_pyframes_tstate_of(uintptr_t self) {
     return t;
 }
 
+static inline const uint8_t *
+mp_pyframes_tstate_of(uintptr_t self) {
+    return mp_pyframes_tstate_fam(self, MP_PYFAM_ANY);
+}
+
 /* The same, for any caller. */
 static inline const uint8_t *
 mp_pyframes_tstate(void) {
@@ -69,11 +109,15 @@ mp_pyframes_tstate(void) {
 /* 3.11+: the innermost _PyInterpreterFrame of thread state ts (3.13: current_frame; 3.11, 3.12:
  * cframe->current_frame), or NULL. */
 static inline const uint8_t *
-mp_pyframes_first_iframe(const uint8_t *ts) {
+mp_pyframes_first_iframe_fam(const uint8_t *ts, int fam) {
     const mp_pylayout_t *L = &mp_pyenv.L;
-    if (L->ts_current_frame >= 0) return mp_ldp(ts, L->ts_current_frame);
+    if (mp_pyfam_ts_current_frame(fam)) return mp_ldp(ts, L->ts_current_frame);
     const uint8_t *cf = mp_ldp(ts, L->ts_cframe);
     return cf ? mp_ldp(cf, L->cf_current_frame) : NULL;
+}
+static inline const uint8_t *
+mp_pyframes_first_iframe(const uint8_t *ts) {
+    return mp_pyframes_first_iframe_fam(ts, MP_PYFAM_ANY);
 }
 
 /* Walk the Python stack of ts (the calling thread's, from mp_pyframes_tstate), innermost first,
@@ -105,8 +149,12 @@ mp_pykey_finish(uint64_t h, uint32_t n) {
  * overlaps that address, and a code object freed since the key was taken ends the key's use
  * (mp_pycode_gen). */
 static inline uint32_t
+mp_pykey_words_fam(int fam) {
+    return mp_pyfam_frame_objects(fam) ? 2u : 1u;
+}
+static inline uint32_t
 mp_pykey_words(void) {
-    return mp_pyenv.L.ts_frame >= 0 ? 2u : 1u;
+    return mp_pykey_words_fam(MP_PYFAM_ANY);
 }
 
 /* <= 3.10: frame object f's key words, and the frame after it (NULL: the chain ends here). */
@@ -177,22 +225,29 @@ mp_pyframes_key(const uint8_t *ts, uint64_t *key, uint32_t max, int with_entry, 
  * nothing: with a candidate key at hand this is the cheaper check. */
 static inline int
 mp_pyframes_match(const uint8_t *f, int entry, const uint64_t *key, uint32_t ninline,
-                  const uint64_t *deep, uint32_t n) {
+                  const uint64_t *deep, uint32_t n, int fam) {
     uint64_t co, pos;
     const uint64_t *k = key;
-    if (mp_pyenv.L.ts_frame >= 0) {
+    if (mp_pyfam_frame_objects(fam)) {
+        uint32_t in = n < ninline / 2 ? n : ninline / 2;
         for (uint32_t i = 0; i < n; i++, k += 2) {
-            if (2 * i == ninline) k = deep;
+            if (i == in) k = deep;
             if (!f) return 0;
             f = mp_pykey_fo(f, &co, &pos);
             if (co != k[0] || pos != k[1]) return 0;
         }
     } else {
-        for (uint32_t i = 0; i < n; i++, k++) {
-            if (i == ninline) k = deep;
+        /* Two runs (the inline words, then deep), so that the loop tests nothing but the frame. */
+        uint32_t in = n < ninline ? n : ninline;
+        for (uint32_t i = 0; i < in; i++) {
             if (!f) return 0;
             f = mp_pykey_if(f, entry, &pos);
-            if (pos != k[0]) return 0;
+            if (pos != k[i]) return 0;
+        }
+        for (uint32_t i = 0; i < n - in; i++) {
+            if (!f) return 0;
+            f = mp_pykey_if(f, entry, &pos);
+            if (pos != deep[i]) return 0;
         }
     }
     return f == NULL;

@@ -83,20 +83,25 @@ static domain_t domains[INSTALL_SETS][3];
 static int sets_used;
 int mp_python_watch;
 
-static MP_FLATTEN void *
-hook_malloc(void *ctx, size_t n) {
+unsigned mp_pyfast;
+
+/* The hooks, as templates of the layout family fam (pyframes.h): each is compiled once per family
+ * (HOOKS below) so that the fast path's layout tests are resolved at compile time; the set that
+ * matches the interpreter is installed (hook_family). */
+static MP_ALWAYS_INLINE void *
+hook_malloc_t(void *ctx, size_t n, int fam) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
     if (!mp_tracking(t)) return d->orig.malloc(d->orig.ctx, n);
     t->guard++;
     void *p = d->orig.malloc(d->orig.ctx, n);
-    if (p) mp_capture_event(t, MP_EV_ALLOC, d->allocator, p, n);
+    if (p) mp_capture_py_event(t, MP_EV_ALLOC, d->allocator, p, n, fam);
     t->guard--;
     return p;
 }
 
-static MP_FLATTEN void *
-hook_calloc(void *ctx, size_t n, size_t m) {
+static MP_ALWAYS_INLINE void *
+hook_calloc_t(void *ctx, size_t n, size_t m, int fam) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
     size_t total;
@@ -104,19 +109,19 @@ hook_calloc(void *ctx, size_t n, size_t m) {
         return d->orig.calloc(d->orig.ctx, n, m);
     t->guard++;
     void *p = d->orig.calloc(d->orig.ctx, n, m);
-    if (p) mp_capture_event(t, MP_EV_ALLOC, d->allocator, p, total);
+    if (p) mp_capture_py_event(t, MP_EV_ALLOC, d->allocator, p, total, fam);
     t->guard--;
     return p;
 }
 
-static MP_FLATTEN void *
-hook_realloc(void *ctx, void *p, size_t n) {
+static MP_ALWAYS_INLINE void *
+hook_realloc_t(void *ctx, void *p, size_t n, int fam) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
     if (!mp_tracking(t)) return d->orig.realloc(d->orig.ctx, p, n);
     t->guard++;
     /* The FREE before the call: FORMAT.md 6. */
-    uint32_t stack = p ? mp_capture_event(t, MP_EV_FREE, d->allocator, p, 0) : 0;
+    uint32_t stack = p ? mp_capture_py_event(t, MP_EV_FREE, d->allocator, p, 0, fam) : 0;
     void *q = d->orig.realloc(d->orig.ctx, p, n);
     /* PyMem realloc never frees on size 0 (it allocates 1 byte): NULL is a failure and p is
      * still the caller's. */
@@ -125,8 +130,8 @@ hook_realloc(void *ctx, void *p, size_t n) {
     return q;
 }
 
-static MP_FLATTEN void
-hook_free(void *ctx, void *p) {
+static MP_ALWAYS_INLINE void
+hook_free_t(void *ctx, void *p, int fam) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
     /* A code object's memory is about to be reused: end the walk memos (capture.c) that know
@@ -140,14 +145,46 @@ hook_free(void *ctx, void *p) {
         return;
     }
     t->guard++;
-    mp_capture_event(t, MP_EV_FREE, d->allocator, p, 0);
+    mp_capture_py_event(t, MP_EV_FREE, d->allocator, p, 0, fam);
     d->orig.free(d->orig.ctx, p);
     t->guard--;
 }
 
+#define HOOKS(sfx, fam)                                                                            \
+    static MP_FLATTEN void *hook_malloc_##sfx(void *ctx, size_t n) {                               \
+        return hook_malloc_t(ctx, n, fam);                                                         \
+    }                                                                                              \
+    static MP_FLATTEN void *hook_calloc_##sfx(void *ctx, size_t n, size_t m) {                     \
+        return hook_calloc_t(ctx, n, m, fam);                                                      \
+    }                                                                                              \
+    static MP_FLATTEN void *hook_realloc_##sfx(void *ctx, void *p, size_t n) {                     \
+        return hook_realloc_t(ctx, p, n, fam);                                                     \
+    }                                                                                              \
+    static MP_FLATTEN void hook_free_##sfx(void *ctx, void *p) {                                   \
+        hook_free_t(ctx, p, fam);                                                                  \
+    }
+HOOKS(any, MP_PYFAM_ANY)
+HOOKS(fo, MP_PYFAM_FO)
+HOOKS(311, MP_PYFAM_311)
+HOOKS(312, MP_PYFAM_312)
+HOOKS(313, MP_PYFAM_313)
+#undef HOOKS
+
+/* By family (MP_PYFAM_*); ctx is filled in by install. */
+static const pymem_allocator_t hook_sets[MP_PYFAM_COUNT] = {
+    {NULL, hook_malloc_any, hook_calloc_any, hook_realloc_any, hook_free_any},
+    {NULL, hook_malloc_fo, hook_calloc_fo, hook_realloc_fo, hook_free_fo},
+    {NULL, hook_malloc_311, hook_calloc_311, hook_realloc_311, hook_free_311},
+    {NULL, hook_malloc_312, hook_calloc_312, hook_realloc_312, hook_free_312},
+    {NULL, hook_malloc_313, hook_calloc_313, hook_realloc_313, hook_free_313},
+};
+static int hook_family; /* the set install uses: MP_PYFAM_ANY unless a layout was selected */
+
 static int
 is_ours(const pymem_allocator_t *a) {
-    return a->malloc == hook_malloc;
+    for (int i = 0; i < MP_PYFAM_COUNT; i++)
+        if (a->malloc == hook_sets[i].malloc) return 1;
+    return 0;
 }
 
 /* Wrap the current allocator of every domain not already wrapped; returns the domains hooked. */
@@ -167,7 +204,8 @@ install(void) {
         domain_t *d = &domains[set][dom];
         d->orig = cur;
         d->allocator = kinds[dom];
-        pymem_allocator_t mine = {d, hook_malloc, hook_calloc, hook_realloc, hook_free};
+        pymem_allocator_t mine = hook_sets[hook_family];
+        mine.ctx = d;
         api.set_allocator(dom, &mine);
         hooked |= 1u << dom;
     }
@@ -273,6 +311,7 @@ pending(void *arg) {
         unsigned hooks = info.hooks;
         const char *alloc = NULL;
         if (mp_pyenv.walk && !self_test()) {
+            __atomic_fetch_or(&mp_pyfast, mp_pyfast_nowalk, __ATOMIC_SEQ_CST);
             mp_store_release(&mp_pyenv.walk, 0);
             hooks &= ~(unsigned)mp_pyhook_stacks;
             mp_sys_log("CPython frame layout check failed: Python stacks are off (allocations "
@@ -287,6 +326,7 @@ pending(void *arg) {
         }
         t->guard--;
         mp_store_relaxed(&mp_python_watch, 0);
+        __atomic_fetch_and(&mp_pyfast, ~mp_pyfast_watch, __ATOMIC_SEQ_CST);
         checks_done = 1;
         set_info(hooks, alloc);
     }
@@ -307,6 +347,7 @@ MP_NOINLINE void
 mp_python_recheck(void) {
     if (mp_load_relaxed(&mp_python_running) || mp_load_acquire(&pending_state) == 2) {
         mp_store_relaxed(&mp_python_watch, 0);
+        __atomic_fetch_and(&mp_pyfast, ~mp_pyfast_watch, __ATOMIC_SEQ_CST);
         return;
     }
     /* Start-up (before any Python code): PYTHONMALLOC / -X dev may just have replaced our hooks.
@@ -413,10 +454,15 @@ mp_python_init(int walk) {
     const char *pm = getenv("PYTHONMALLOC");
     mp_str_copy(info.allocator, sizeof info.allocator, pm && *pm ? pm : "default");
 
+    const mp_pylayout_t *L = mp_pylayout_for((unsigned)(hex >> 24), (unsigned)(hex >> 16) & 0xff);
+    /* The hooks compiled for this layout; the fast path stays off until stacks are on and
+     * start-up is over (and for good with native stacks). */
+    hook_family = L ? mp_pyframes_family(L) : MP_PYFAM_ANY;
+    mp_store_release(&mp_pyfast, (unsigned)hook_family | mp_pyfast_watch | mp_pyfast_nowalk |
+                                     (mp_native ? mp_pyfast_native : 0u));
     unsigned hooks = install();
     found = 1;
     mp_store_relaxed(&mp_python_watch, 1);
-    const mp_pylayout_t *L = mp_pylayout_for((unsigned)(hex >> 24), (unsigned)(hex >> 16) & 0xff);
     const void *code_type = sym("PyCode_Type");
     const void *bytes_type = sym("PyBytes_Type");
     const void *unicode_type = sym("PyUnicode_Type");
@@ -431,6 +477,7 @@ mp_python_init(int walk) {
         mp_pycode_setup(L, bytes_type, unicode_type);
         find_eval_loop();
         mp_store_release(&mp_pyenv.walk, 1);
+        __atomic_fetch_and(&mp_pyfast, ~mp_pyfast_nowalk, __ATOMIC_SEQ_CST);
         hooks |= mp_pyhook_stacks;
     }
     set_info(hooks, NULL);
