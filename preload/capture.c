@@ -105,8 +105,8 @@ pushed(mp_thread_t *t, mp_ring_t *r) {
  * storage. Sized on scripts/bench_py/mix.py: with 64 sets of 2 ways its working set of stacks
  * thrashed, and with 256 sets of 2 ways three hot stacks sharing a set could still miss on every
  * event (a miss costs some 1000 instructions at start-up depths, a hit about 100). The mapping is
- * touched only where used. Before the memo, a guess table (python_stack) usually names the right
- * way from the innermost frame alone.
+ * touched only where used. Before the memo, a hot entry (python_stack_id) usually holds the right
+ * stack, found from the innermost frame alone.
  *
  * The budget is tight: a Python allocation costs the interpreter some 400 instructions, and a
  * 1.3x overhead leaves about 120 for everything memprof does on the thread (scripts/bench).

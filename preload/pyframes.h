@@ -191,7 +191,7 @@ mp_pykey_entry(int with_entry) {
  * (and so equal stacks) as long as no code object in them was freed in between (mp_pycode_gen):
  * the walk reads nothing else that can change.
  *
- * Run on every event the guess of capture.c misses, hence inline and lean: of each frame, skipped
+ * Run on every event capture.c's hot entry misses, hence inline and lean: of each frame, skipped
  * ones included, the key words, and nothing from code objects. It follows the same `previous`
  * pointers and reads the same fields as the walk, so it is as safe. */
 static inline uint32_t

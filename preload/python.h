@@ -29,7 +29,8 @@ void mp_python_recheck(void);
 /* The hooks' fast path (capture.h's mp_capture_py_event): the layout family of this interpreter
  * (pyframes.h) while the general path's tests would all come out the usual way, and that value
  * with one of the mp_pyfast_* bits set while one would not: start-up (mp_python_watch), Python
- * stacks off (mp_pyenv.walk, MEMPROF_PYTHON=0, a failed self-test), native stacks (MEMPROF_NATIVE).
+ * stacks off (mp_pyenv.walk: no layout for this version, or a failed self-test), native stacks
+ * (MEMPROF_NATIVE).
  * One word, so one test on every event replaces four; the bits change only by atomic and/or, so
  * no update is lost to another. Hooks compiled for another family, or for none, never match. */
 extern unsigned mp_pyfast;
