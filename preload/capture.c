@@ -247,9 +247,9 @@ memo_lookup(memo_area_t *a, const uint8_t *ts, uint32_t gen) {
     return memo_fill(a, set, ts, nk, h, gen);
 }
 
-/* The calling thread's Python stack id on the fast path, 0 when it runs no Python (or the stack
- * cannot be interned); Python-only stacks (the key has no is_entry). r is the calling thread's
- * ring; fam: the layout family (pyframes.h), a constant where inlined.
+/* The calling thread's Python stack id, 0 when it runs no Python (or the stack cannot be
+ * interned). r is the calling thread's ring; fam: the layout family (pyframes.h); native:
+ * mp_native (whose keys carry 3.11's is_entry). Both are constants on the fast path.
  *
  * First the hot entry of the innermost frame's key words (its code and position): the stack last
  * served there, its key kept whole in the entry's cache line (or past it, in hot_deep, for deep
@@ -259,11 +259,12 @@ memo_lookup(memo_area_t *a, const uint8_t *ts, uint32_t gen) {
  * entry. Any entry is a safe guess: the check compares every frame, the length and the
  * generation, and an entry's key and id are copied together, so they always belong together. */
 static MP_ALWAYS_INLINE uint32_t
-python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam) {
+python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
     const uint8_t *ts = mp_pyframes_tstate_fam(t->self, fam);
     if (!ts) return 0;
     memo_area_t *a = r->scratch;
     if (MP_UNLIKELY(!a) && !(a = memo_map(r))) return 0;
+    const int entry = mp_pykey_entry(native);
     uint32_t gen = mp_load_relaxed(&mp_pycode_gen);
     uint64_t w0, w1 = 0;
     uint32_t nw;
@@ -274,14 +275,14 @@ python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam) {
         nw = 2;
     } else {
         if (!(f = mp_pyframes_first_iframe_fam(ts, fam))) return 0;
-        next = mp_pykey_if(f, -1, &w0);
+        next = mp_pykey_if(f, entry, &w0);
         nw = 1;
     }
     uint32_t i = (uint32_t)(((w0 ^ w1) * 0x9e3779b97f4a7c15ull) >> (64 - HOT_BITS));
     hot_t *h = &a->hot[i];
     if (MP_LIKELY(h->key[0] == w0 && (nw == 1 || h->key[1] == w1) && h->gen == gen && h->n != 0) &&
-        MP_LIKELY(mp_pyframes_match(next, -1, h->key + nw, HOT_WORDS - nw, a->hot_deep[i], h->n - 1,
-                                    fam)))
+        MP_LIKELY(mp_pyframes_match(next, entry, h->key + nw, HOT_WORDS - nw, a->hot_deep[i],
+                                    h->n - 1, fam)))
         return h->id;
     const memo_way_t *e = memo_lookup(a, ts, gen);
     if (!e) return 0;
@@ -298,7 +299,8 @@ view(const memo_area_t *a, const memo_way_t *e, pystack_t *out) {
 }
 
 /* The calling thread's Python stack with its frames (for splicing into native stacks, and for
- * what a new thread inherits): the memo's lookup by the whole key, every time. 0: none. */
+ * what a new thread inherits): the memo's lookup by the whole key, every time (the hot entries
+ * hold no frames; next to unwinding the native stack, the lookup is cheap). 0: none. */
 static int
 python_frames(const mp_thread_t *t, mp_ring_t *r, pystack_t *out) {
     const uint8_t *ts = mp_pyframes_tstate_of(t->self);
@@ -322,26 +324,28 @@ in_eval_loop(uint64_t pc) {
  * 5.4), or the Python stack a native thread inherited. */
 static MP_NOINLINE uint32_t
 event_stack_slow(mp_thread_t *t, mp_ring_t *r, unsigned kind) {
+    int walk = mp_load_relaxed(&mp_pyenv.walk);
+    if (!mp_native || kind != MP_EV_ALLOC) { /* frees: the Python stack only */
+        uint32_t id = walk ? python_stack_id(t, r, MP_PYFAM_ANY, mp_native) : 0;
+        return id || !walk ? id : t->inherit_id;
+    }
     const uint64_t *pyf = NULL;
     const uint8_t *ends = NULL;
     uint8_t no_ends[MP_PY_DEPTH];
-    uint32_t np = 0, pyid = 0;
-    if (mp_load_relaxed(&mp_pyenv.walk)) {
+    uint32_t np = 0;
+    if (walk) {
         pystack_t m;
         if (python_frames(t, r, &m)) {
             pyf = m.frames;
             ends = m.ends;
             np = m.nf;
-            pyid = m.id;
         } else if (t->inherit_n) {
             pyf = t->inherit;
             np = t->inherit_n;
-            pyid = t->inherit_id;
             memset(no_ends, 0, np);
             ends = no_ends;
         }
     }
-    if (!mp_native || kind != MP_EV_ALLOC) return pyid; /* frees: the Python stack only */
     uint64_t frames[MP_DEPTH_MAX + MP_PY_DEPTH];
     uint32_t n = mp_unwind_capture(frames, (uint32_t)mp_depth);
     if (np) {
@@ -371,7 +375,7 @@ event_stack_slow(mp_thread_t *t, mp_ring_t *r, unsigned kind) {
 static MP_ALWAYS_INLINE uint32_t
 event_stack(mp_thread_t *t, mp_ring_t *r, unsigned kind) {
     if (MP_LIKELY(!mp_native)) {
-        uint32_t id = python_stack_id(t, r, MP_PYFAM_ANY);
+        uint32_t id = python_stack_id(t, r, MP_PYFAM_ANY, 0);
         return MP_LIKELY(id != 0) ? id : t->inherit_id;
     }
     return event_stack_slow(t, r, kind);
@@ -434,7 +438,7 @@ mp_capture_py_event(mp_thread_t *t, unsigned kind, unsigned allocator, const voi
         MP_UNLIKELY(t->status != mp_thread_active) || MP_UNLIKELY(t->frees_only))
         return mp_capture_event(t, kind, allocator, ptr, size);
     mp_ring_t *r = t->ring;
-    uint32_t stack = python_stack_id(t, r, fam);
+    uint32_t stack = python_stack_id(t, r, fam, 0);
     if (MP_UNLIKELY(stack == 0)) stack = t->inherit_id;
     uint8_t *p = mp_ring_reserve(r, &mp_abandon);
     if (p) {
