@@ -7,6 +7,7 @@
  */
 #include "writer.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -89,9 +90,15 @@ flush(void) {
     if (W.len == 0) return;
     uint8_t *payload = W.chunk + MP_CHUNK_HEADER_SIZE;
     mp_chunk_header_encode((uint32_t)W.len, mp_crc32c(0, payload, W.len), W.chunk);
+    size_t n = MP_CHUNK_HEADER_SIZE + W.len;
     int r = ensure_fd();
     if (r != 0) W.o.fd = -1; /* not ours: never write to it nor close it */
-    if (r == 0) r = mp_sys_write_all(W.o.fd, W.chunk, MP_CHUNK_HEADER_SIZE + W.len);
+    if (r == 0) r = mp_sys_write_all(W.o.fd, W.chunk, n);
+    /* The program can close our fd between ensure_fd's check and the write: a fork child closing
+     * every fd before it execs (multiprocessing's spawn on 3.8). Once more through ensure_fd,
+     * which reopens the dump by its name. A write that failed with EBADF found the fd gone, so
+     * it wrote nothing (unless the fd went between two parts of one write, which is not seen). */
+    if (r == -EBADF && ensure_fd() == 0) r = mp_sys_write_all(W.o.fd, W.chunk, n);
     W.len = 0;
     W.last_flush_ns = mp_sys_mono_ns();
     if (r != 0) {
