@@ -172,6 +172,13 @@ memo_map(mp_ring_t *r) {
     return a;
 }
 
+/* The thread's memo: its ring's scratch mapping, mapped on first use (NULL if mmap fails). */
+static MP_ALWAYS_INLINE memo_area_t *
+area_of(mp_ring_t *r) {
+    memo_area_t *a = r->scratch;
+    return MP_LIKELY(a != NULL) ? a : memo_map(r);
+}
+
 /* Whether way e holds the key of n frames (nw words) in key, hashed to h, at generation gen. */
 static inline int
 way_matches(const memo_area_t *a, const memo_way_t *e, const uint64_t *key, uint64_t h, uint32_t n,
@@ -262,8 +269,8 @@ static MP_ALWAYS_INLINE uint32_t
 python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
     const uint8_t *ts = mp_pyframes_tstate_fam(t->self, fam);
     if (!ts) return 0;
-    memo_area_t *a = r->scratch;
-    if (MP_UNLIKELY(!a) && !(a = memo_map(r))) return 0;
+    memo_area_t *a = area_of(r);
+    if (!a) return 0;
     const int entry = mp_pykey_entry(native);
     uint32_t gen = mp_load_relaxed(&mp_pycode_gen);
     uint64_t w0, w1 = 0;
@@ -290,6 +297,14 @@ python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
     return e->id;
 }
 
+/* The calling thread's Python stack, or the one it inherited while it runs no Python frame of its
+ * own (thread_start.c); 0: neither. */
+static MP_ALWAYS_INLINE uint32_t
+thread_stack(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
+    uint32_t id = python_stack_id(t, r, fam, native);
+    return MP_LIKELY(id != 0) ? id : t->inherit_id;
+}
+
 static inline void
 view(const memo_area_t *a, const memo_way_t *e, pystack_t *out) {
     out->id = e->id;
@@ -305,8 +320,8 @@ static int
 python_frames(const mp_thread_t *t, mp_ring_t *r, pystack_t *out) {
     const uint8_t *ts = mp_pyframes_tstate_of(t->self);
     if (!ts) return 0;
-    memo_area_t *a = r->scratch;
-    if (MP_UNLIKELY(!a) && !(a = memo_map(r))) return 0;
+    memo_area_t *a = area_of(r);
+    if (!a) return 0;
     const memo_way_t *e = memo_lookup(a, ts, mp_load_relaxed(&mp_pycode_gen));
     if (!e) return 0;
     view(a, e, out);
@@ -318,17 +333,14 @@ in_eval_loop(uint64_t pc) {
     return pc - 1 >= mp_pyenv.eval_lo && pc - 1 < mp_pyenv.eval_hi;
 }
 
-/* The stack of one event when it is not simply the Python stack: native frames (MEMPROF_NATIVE,
- * allocations only: they are what leak and peak reports attribute, and unwinding every free
- * would double the cost), Python frames spliced into them at the eval-loop frames (FORMAT.md
- * 5.4), or the Python stack a native thread inherited. */
+/* The stack of one event with native stacks on (MEMPROF_NATIVE): for allocations (what leak and
+ * peak reports attribute; unwinding every free would double the cost) native frames, with the
+ * Python frames spliced into them at the eval-loop frames (FORMAT.md 5.4), or the Python stack
+ * a native thread inherited; for frees the Python stack only. */
 static MP_NOINLINE uint32_t
-event_stack_slow(mp_thread_t *t, mp_ring_t *r, unsigned kind) {
+event_stack_native(mp_thread_t *t, mp_ring_t *r, unsigned kind) {
     int walk = mp_load_relaxed(&mp_pyenv.walk);
-    if (!mp_native || kind != MP_EV_ALLOC) { /* frees: the Python stack only */
-        uint32_t id = walk ? python_stack_id(t, r, MP_PYFAM_ANY, mp_native) : 0;
-        return id || !walk ? id : t->inherit_id;
-    }
+    if (kind != MP_EV_ALLOC) return walk ? thread_stack(t, r, MP_PYFAM_ANY, 1) : 0;
     const uint64_t *pyf = NULL;
     const uint8_t *ends = NULL;
     uint8_t no_ends[MP_PY_DEPTH];
@@ -370,15 +382,12 @@ event_stack_slow(mp_thread_t *t, mp_ring_t *r, unsigned kind) {
     return id;
 }
 
-/* The stack of one event: with Python stacks only (the common case) the memo's, inline, or for a
- * thread running no Python frame of its own the one it inherited. */
+/* The stack of one event while Python stacks are walked: with Python stacks only (the common
+ * case) the memo's, inline. */
 static MP_ALWAYS_INLINE uint32_t
 event_stack(mp_thread_t *t, mp_ring_t *r, unsigned kind) {
-    if (MP_LIKELY(!mp_native)) {
-        uint32_t id = python_stack_id(t, r, MP_PYFAM_ANY, 0);
-        return MP_LIKELY(id != 0) ? id : t->inherit_id;
-    }
-    return event_stack_slow(t, r, kind);
+    if (MP_LIKELY(!mp_native)) return thread_stack(t, r, MP_PYFAM_ANY, 0);
+    return event_stack_native(t, r, kind);
 }
 
 uint32_t
@@ -395,12 +404,12 @@ mp_capture_python_stack(const uint64_t **frames, uint32_t *n) {
     return id;
 }
 
-/* Push one event: encoded in place, in the dump's bytes (ring.h), so the writer only copies it.
- * Nothing else writes into this ring meanwhile: one owner, and the guard keeps this thread from
- * re-entering. */
+/* Push one event into r: encoded in place, in the dump's bytes (ring.h), so the writer only
+ * copies it, its sequence number taken once there is room. Nothing else writes into this ring
+ * meanwhile: one owner, and the guard keeps this thread from re-entering. */
 static MP_ALWAYS_INLINE void
-push_event(mp_thread_t *t, mp_ring_t *r, unsigned kind, unsigned allocator, const void *ptr,
-           size_t size, uint32_t stack) {
+encode_event(mp_ring_t *r, unsigned kind, unsigned allocator, const void *ptr, size_t size,
+             uint32_t stack) {
     uint8_t *p = mp_ring_reserve(r, &mp_abandon);
     if (p) {
         /* Relaxed is enough: the order that matters is between the RMWs on this one counter,
@@ -409,20 +418,27 @@ push_event(mp_thread_t *t, mp_ring_t *r, unsigned kind, unsigned allocator, cons
         mp_ring_publish(
             r, mp_ring_encode(r, p, kind, allocator, seq, (uint64_t)(uintptr_t)ptr, size, stack));
     }
+}
+
+/* The same, into the ring ring_of gave t (which a thread past its exit destructor gives back). */
+static MP_ALWAYS_INLINE void
+push_event(mp_thread_t *t, mp_ring_t *r, unsigned kind, unsigned allocator, const void *ptr,
+           size_t size, uint32_t stack) {
+    encode_event(r, kind, allocator, ptr, size, stack);
     pushed(t, r);
 }
 
 uint32_t
 mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr, size_t size) {
     if (MP_UNLIKELY(t->frees_only) && kind == MP_EV_ALLOC) return 0;
-    if (MP_UNLIKELY(mp_load_relaxed(&mp_python_watch))) mp_python_recheck();
+    if (MP_UNLIKELY(mp_load_relaxed(&mp_pyfast) & mp_pyfast_watch)) mp_python_recheck();
     mp_ring_t *r = ring_of(t);
     if (!r) return 0;
     uint32_t stack = 0;
     if (mp_load_relaxed(&mp_pyenv.walk)) {
         stack = event_stack(t, r, kind);
     } else if (mp_native) {
-        stack = event_stack_slow(t, r, kind);
+        stack = event_stack_native(t, r, kind);
     }
     push_event(t, r, kind, allocator, ptr, size, stack);
     return stack;
@@ -437,15 +453,9 @@ mp_capture_py_event(mp_thread_t *t, unsigned kind, unsigned allocator, const voi
     if (fam == MP_PYFAM_ANY || MP_UNLIKELY(mp_load_acquire(&mp_pyfast) != (unsigned)fam) ||
         MP_UNLIKELY(t->status != mp_thread_active) || MP_UNLIKELY(t->frees_only))
         return mp_capture_event(t, kind, allocator, ptr, size);
-    mp_ring_t *r = t->ring;
-    uint32_t stack = python_stack_id(t, r, fam, 0);
-    if (MP_UNLIKELY(stack == 0)) stack = t->inherit_id;
-    uint8_t *p = mp_ring_reserve(r, &mp_abandon);
-    if (p) {
-        uint64_t seq = mp_fetch_add_relaxed(&mp_seq, 1); /* as in push_event */
-        mp_ring_publish(
-            r, mp_ring_encode(r, p, kind, allocator, seq, (uint64_t)(uintptr_t)ptr, size, stack));
-    }
+    mp_ring_t *r = t->ring; /* active: its own, kept */
+    uint32_t stack = thread_stack(t, r, fam, 0);
+    encode_event(r, kind, allocator, ptr, size, stack);
     return stack;
 }
 

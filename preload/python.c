@@ -81,8 +81,6 @@ typedef struct domain_s {
 #define INSTALL_SETS 4
 static domain_t domains[INSTALL_SETS][3];
 static int sets_used;
-int mp_python_watch;
-
 unsigned mp_pyfast;
 
 /* The hooks, as templates of the layout family fam (pyframes.h): each is compiled once per family
@@ -325,7 +323,6 @@ pending(void *arg) {
             if (!getenv("PYTHONMALLOC")) alloc = "debug (-X dev)";
         }
         t->guard--;
-        mp_store_relaxed(&mp_python_watch, 0);
         __atomic_fetch_and(&mp_pyfast, ~mp_pyfast_watch, __ATOMIC_SEQ_CST);
         checks_done = 1;
         set_info(hooks, alloc);
@@ -346,7 +343,6 @@ pending(void *arg) {
 MP_NOINLINE void
 mp_python_recheck(void) {
     if (mp_load_relaxed(&mp_python_running) || mp_load_acquire(&pending_state) == 2) {
-        mp_store_relaxed(&mp_python_watch, 0);
         __atomic_fetch_and(&mp_pyfast, ~mp_pyfast_watch, __ATOMIC_SEQ_CST);
         return;
     }
@@ -462,7 +458,6 @@ mp_python_init(int walk) {
                                      (mp_native ? mp_pyfast_native : 0u));
     unsigned hooks = install();
     found = 1;
-    mp_store_relaxed(&mp_python_watch, 1);
     const void *code_type = sym("PyCode_Type");
     const void *bytes_type = sym("PyBytes_Type");
     const void *unicode_type = sym("PyUnicode_Type");

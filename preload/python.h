@@ -21,20 +21,21 @@ void mp_python_writer_tick(void);
 /* Set by the hooks the first time a walk finds Python frames (cheap to test). */
 extern int mp_python_running;
 
-/* Nonzero during start-up: every event calls mp_python_recheck (guard raised), which re-wraps
- * the allocators as soon as PYTHONMALLOC or -X dev has replaced them. */
-extern int mp_python_watch;
-void mp_python_recheck(void);
-
 /* The hooks' fast path (capture.h's mp_capture_py_event): the layout family of this interpreter
  * (pyframes.h) while the general path's tests would all come out the usual way, and that value
- * with one of the mp_pyfast_* bits set while one would not: start-up (mp_python_watch), Python
- * stacks off (mp_pyenv.walk: no layout for this version, or a failed self-test), native stacks
- * (MEMPROF_NATIVE).
+ * with one of the mp_pyfast_* bits set while one would not:
+ * - mp_pyfast_watch: start-up; every event takes the general path and calls mp_python_recheck
+ *   (guard raised), which re-wraps the allocators as soon as PYTHONMALLOC or -X dev has replaced
+ *   them, and clears the bit once Python code runs;
+ * - mp_pyfast_nowalk: Python stacks off (mp_pyenv.walk: no layout for this version, or a failed
+ *   self-test);
+ * - mp_pyfast_native: native stacks (MEMPROF_NATIVE).
  * One word, so one test on every event replaces four; the bits change only by atomic and/or, so
- * no update is lost to another. Hooks compiled for another family, or for none, never match. */
+ * no update is lost to another. Hooks compiled for another family, or for none, never match. 0
+ * (no bit) in a process without Python. */
 extern unsigned mp_pyfast;
 enum { mp_pyfast_watch = 1u << 8, mp_pyfast_nowalk = 1u << 9, mp_pyfast_native = 1u << 10 };
+void mp_python_recheck(void);
 
 /* The PYTHON record (FORMAT.md 5.11). gen changes whenever the content does. */
 typedef struct mp_pyinfo_s {

@@ -110,15 +110,26 @@ flush(void) {
     }
 }
 
-/* Append one record; body must not exceed the chunk capacity. */
-static void
-put_record(unsigned tag, const uint8_t *body, size_t n) {
+/* Start a record of tag with a body of n bytes (at most the chunk capacity): flush first if it
+ * would not fit; returns where the body goes. record_end(the body's end) closes it. */
+static uint8_t *
+record_begin(unsigned tag, size_t n) {
     if (W.len + 1 + MP_VARINT_MAX + n > CHUNK_CAP) flush();
     uint8_t *p = W.chunk + MP_CHUNK_HEADER_SIZE + W.len;
     *p++ = (uint8_t)tag;
-    p += mp_varint_put(p, n);
+    return p + mp_varint_put(p, n);
+}
+static void
+record_end(const uint8_t *end) {
+    W.len = (size_t)(end - (W.chunk + MP_CHUNK_HEADER_SIZE));
+}
+
+/* Append one record; body must not exceed the chunk capacity. */
+static void
+put_record(unsigned tag, const uint8_t *body, size_t n) {
+    uint8_t *p = record_begin(tag, n);
     memcpy(p, body, n);
-    W.len = (size_t)(p + n - (W.chunk + MP_CHUNK_HEADER_SIZE));
+    record_end(p + n);
 }
 
 static uint8_t *
@@ -291,14 +302,10 @@ emit_sample(uint64_t now) {
 static void
 put_stream(const mp_ring_t *r, uint64_t from, uint64_t to) {
     if (from == to) return;
-    size_t body = varint_len(r->stream) + (size_t)(to - from);
-    if (W.len + 1 + MP_VARINT_MAX + body > CHUNK_CAP) flush();
-    uint8_t *p = W.chunk + MP_CHUNK_HEADER_SIZE + W.len;
-    *p++ = MP_REC_STREAM;
-    p += mp_varint_put(p, body);
+    uint8_t *p = record_begin(MP_REC_STREAM, varint_len(r->stream) + (size_t)(to - from));
     p += mp_varint_put(p, r->stream);
     mp_ring_copy(r, from, to, p);
-    W.len = (size_t)(p + (to - from) - (W.chunk + MP_CHUNK_HEADER_SIZE));
+    record_end(p + (to - from));
 }
 
 static void

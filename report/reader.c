@@ -652,7 +652,7 @@ mp_events_init(mp_events_t *it, const mp_reader_t *r, const mp_rec_events_t *ev)
  * record's end; a LEB128 one (EVENTS) can also be malformed. */
 static int
 event_field_error(const mp_events_t *it, const uint8_t *p, const char *field, mp_err_t *err) {
-    static const char *const doing = "reading events record";
+    const char *doing = doing_record(MP_REC_EVENTS); /* STREAM events too */
     if (it->cont)
         return mp_err_set(err, MP_EFIELD, (uint64_t)(p - it->base), doing,
                           "%s runs past the record end", field);
@@ -661,7 +661,7 @@ event_field_error(const mp_events_t *it, const uint8_t *p, const char *field, mp
 
 int
 mp_events_next(mp_events_t *it, mp_event_t *ev, mp_err_t *err) {
-    static const char *const doing = "reading events record";
+    const char *doing = doing_record(MP_REC_EVENTS); /* STREAM events too */
     if (it->left == 0 || (it->cont && it->p == it->end)) return 0;
     const uint8_t *at = it->p;
     if (at >= it->end)
