@@ -30,10 +30,12 @@ static uint64_t start_mono_ns;
 static int owner_pid; /* the process whose dump is open (set at start and in fork children) */
 
 /* Stack table sizes: 1 Mi slots (8 MiB: hashing touches its pages at random, so this much is
- * resident once a few thousand stacks exist) and a 512 MiB arena, reserved, touched as used. */
+ * resident once a few thousand stacks exist; in 2 MiB huge pages where the system allows,
+ * mp_sys_map_table) and a 512 MiB arena, reserved, touched as used. */
 #define STACK_SLOTS (1u << 20)
 #define STACK_ARENA (512ull << 20)
-/* Code registry: 256 Ki slots (2 MiB) and a 256 MiB arena, reserved, touched as used. */
+/* Code registry: 256 Ki slots (2 MiB, one huge page) and a 256 MiB arena, reserved, touched as
+ * used. */
 #define CODE_SLOTS (1u << 18)
 #define CODE_ARENA (256ull << 20)
 

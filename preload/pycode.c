@@ -50,7 +50,7 @@ uint32_t mp_pycode_gen;
 
 int
 mp_pycode_init(size_t nslots, size_t arena_bytes) {
-    slots = mp_sys_map(nslots * sizeof *slots);
+    slots = mp_sys_map_table(nslots * sizeof *slots);
     arena = mp_sys_map(arena_bytes);
     if (!slots || !arena) return -1;
     slot_mask = nslots - 1;

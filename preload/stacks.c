@@ -34,7 +34,7 @@ static uint32_t next_id = 1; /* ids handed out (atomic) */
 
 int
 mp_stacks_init(size_t nslots, size_t arena_bytes) {
-    slots = mp_sys_map(nslots * sizeof *slots);
+    slots = mp_sys_map_table(nslots * sizeof *slots);
     arena = mp_sys_map(arena_bytes);
     if (!slots || !arena) return -1;
     slot_mask = nslots - 1;

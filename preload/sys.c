@@ -106,6 +106,22 @@ mp_sys_map(size_t n) {
     return r < 0 ? NULL : (void *)r;
 }
 
+void *
+mp_sys_map_table(size_t n) {
+    /* Reserve 2 MiB more, keep the 2 MiB-aligned part, give back the rest: a huge page covers
+     * only an aligned range. */
+    const size_t huge = 2u << 20;
+    char *p = mp_sys_map(n + huge);
+    if (!p) return NULL;
+    char *a = (char *)(((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1));
+    if (a > p) mp_sys_unmap(p, (size_t)(a - p));
+    mp_sys_unmap(a + n, (size_t)(p + huge - a));
+    /* Advice only: where transparent huge pages are off it fails or does nothing, and the table
+     * is faulted in 4 KiB at a time, as any other mapping. */
+    sys(SYS_madvise, (long)a, (long)n, MADV_HUGEPAGE, 0, 0, 0);
+    return a;
+}
+
 void
 mp_sys_unmap(void *p, size_t n) {
     if (p) sys(SYS_munmap, (long)p, (long)n, 0, 0, 0, 0);
