@@ -11,12 +11,14 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "stacks.h"
+#include "sys.h"
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
@@ -620,4 +622,46 @@ Test(stacks, first_stack_with_zero_hash_tag) {
     visit_t v = {.k = 0};
     mp_stacks_each_published(mp_stacks_fork_barrier(), visit, &v);
     cr_assert_eq(v.k, 1, "published stack not visited");
+}
+
+/* ---- the table's mapping (sys.c mp_sys_map_table) ---------------------------------------- */
+
+/* The "THPeligible:" value of the smaps entry holding p, or -1 if there is none. */
+static int
+thp_eligible(const void *p) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    cr_assert_not_null(f);
+    char line[512];
+    int in = 0, v = -1;
+    while (v < 0 && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        else if (in && strncmp(line, "THPeligible:", 12) == 0)
+            v = atoi(line + 12);
+    }
+    fclose(f);
+    return v;
+}
+
+Test(stacks, table_mapping_is_aligned_writable_and_advised_for_huge_pages) {
+    size_t n = 8u << 20;
+    uint8_t *a = mp_sys_map_table(n);
+    cr_assert_not_null(a);
+    cr_assert_eq((uintptr_t)a % (2u << 20), 0, "not 2 MiB-aligned: %p", (void *)a);
+    a[0] = 1;
+    a[n - 1] = 2; /* all of it is mapped and writable */
+    cr_assert_eq(a[0] + a[n - 1], 3);
+    /* The advice takes where the system offers huge pages on request: "always" or "madvise". */
+    char mode[128] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (f) {
+        if (!fgets(mode, sizeof mode, f)) mode[0] = 0;
+        fclose(f);
+    }
+    if (strstr(mode, "[always]") || strstr(mode, "[madvise]"))
+        cr_assert_eq(thp_eligible(a), 1, "THP mode %s but the table is not eligible", mode);
+    else
+        cr_log_info("transparent huge pages are %s: eligibility not checked",
+                    mode[0] ? mode : "absent");
 }
