@@ -156,71 +156,45 @@ emit_process(void) {
     put_record(MP_REC_PROCESS, W.scratch, (size_t)(p - W.scratch));
 }
 
-/* STACK records share most of their bytes: stacks are emitted in interning order, and one
- * interned after another mostly shares its outer frames (the tail of the array: at start-up
- * imports nest 20-40 frames deep, and each new line or call below makes a new stack). A frame's
- * bytes depend only on it and the frame before it, so past the first frame of a common tail they
- * are the previous record's. The frames are encoded right-aligned in S.enc, S.tail[k] being the
- * size of the last k frames' bytes; a stack encodes, to the left of what it keeps, only its
- * frames before the common tail and the tail's first, then its id and n. */
-#define STACK_FRAMES_MAX (MP_DEPTH_MAX + MP_PY_DEPTH) /* the deepest stack capture.c interns */
-#define STACK_ENC_CAP ((STACK_FRAMES_MAX + 2) * MP_VARINT_MAX)
+/* STACK records (3.0, FORMAT.md 5.4) name how many outer frames they share with the record before
+ * them and hold only the frames inside those: stacks are emitted in interning order, and one
+ * interned after another mostly shares its outer frames (at start-up imports nest 20-40 frames
+ * deep, and each new line or call below makes a new stack), so a record is a few frames, not a
+ * few dozen. S.frames is the previous record's stack: the table's copy, which never moves. */
 static struct {
-    const uint64_t *frames; /* the stack whose bytes end S.enc (the table's copy), or NULL */
+    const uint64_t *frames; /* the previous STACK record's frames, or NULL (none yet) */
     uint32_t n;
-    uint32_t tail[STACK_FRAMES_MAX + 1]; /* tail[0] stays 0 */
-    uint8_t *enc;                        /* STACK_ENC_CAP bytes, mmap'd */
 } S;
 
-static inline size_t
-varint_len(uint64_t v) {
-    return 1 + (size_t)(63 - __builtin_clzll(v | 1)) / 7;
-}
-
-/* frames: the stack table's copy (stacks.h), which S keeps pointing at. */
+/* frames: the stack table's copy (stacks.h), which S keeps pointing at. A record takes at most
+ * 3 + n varints: SCRATCH_CAP is far larger than any stack interned. */
 static void
 emit_stack(void *ctx, uint32_t id, const uint64_t *frames, uint32_t n) {
     (void)ctx;
     W.new_stacks = 1;
-    uint8_t *end = S.enc + STACK_ENC_CAP, *p;
-    if (n > STACK_FRAMES_MAX) {
-        /* Not made by capture.c; encoded on its own (a stack of n frames takes at most
-         * 2 + 10 n bytes: SCRATCH_CAP is far larger than any stack interned). */
-        p = W.scratch;
-        p += mp_varint_put(p, id);
-        p += mp_varint_put(p, n);
-        uint64_t prev = 0;
-        for (uint32_t i = 0; i < n; i++) {
-            p += mp_varint_put(p, mp_zigzag((int64_t)(frames[i] - prev)));
-            prev = frames[i];
-        }
-        put_record(MP_REC_STACK, W.scratch, (size_t)(p - W.scratch));
-        S.frames = NULL;
-        return;
-    }
-    uint32_t keep = 0; /* last frames whose bytes are in place */
+    uint32_t shared = 0; /* outer frames equal to the previous record's outer frames */
     if (S.frames) {
         const uint64_t *a = frames + n, *b = S.frames + S.n, *stop = a - (n < S.n ? n : S.n);
-        while (a - stop >= 2 && ((a[-1] ^ b[-1]) | (a[-2] ^ b[-2])) == 0) a -= 2, b -= 2;
-        if (a > stop && a[-1] == b[-1]) a--;
-        uint32_t common = (uint32_t)(frames + n - a);
-        keep = common ? common - 1 : 0;
+        while (a > stop && a[-1] == b[-1]) a--, b--;
+        shared = (uint32_t)(frames + n - a);
     }
-    p = end - S.tail[keep];
-    for (uint32_t j = n - keep; j-- > 0;) {
-        uint64_t v = mp_zigzag((int64_t)(frames[j] - (j ? frames[j - 1] : 0)));
-        p -= varint_len(v);
-        mp_varint_put(p, v);
-        S.tail[n - j] = (uint32_t)(end - p);
+    uint8_t *p = W.scratch;
+    p += mp_varint_put(p, id);
+    p += mp_varint_put(p, n);
+    p += mp_varint_put(p, shared);
+    uint64_t prev = 0;
+    for (uint32_t i = 0; i < n - shared; i++) {
+        p += mp_varint_put(p, mp_zigzag((int64_t)(frames[i] - prev)));
+        prev = frames[i];
     }
-    uint8_t head[2 * MP_VARINT_MAX];
-    size_t h = mp_varint_put(head, id);
-    h += mp_varint_put(head + h, n);
-    p -= h;
-    memcpy(p, head, h);
-    put_record(MP_REC_STACK, p, (size_t)(end - p));
+    put_record(MP_REC_STACK, W.scratch, (size_t)(p - W.scratch));
     S.frames = frames;
     S.n = n;
+}
+
+static inline size_t
+varint_len(uint64_t v) {
+    return 1 + (size_t)(63 - __builtin_clzll(v | 1)) / 7;
 }
 
 static void
@@ -457,8 +431,7 @@ mp_writer_start(const mp_writer_opts_t *opts) {
     W.o = *opts;
     if (!W.chunk) W.chunk = mp_sys_map(MP_CHUNK_HEADER_SIZE + CHUNK_CAP);
     if (!W.scratch) W.scratch = mp_sys_map(SCRATCH_CAP);
-    if (!S.enc) S.enc = mp_sys_map(STACK_ENC_CAP);
-    if (!W.chunk || !W.scratch || !S.enc || mp_modules_init() != 0) return -1;
+    if (!W.chunk || !W.scratch || mp_modules_init() != 0) return -1;
     S.frames = NULL;
     W.len = 0;
     W.failed = W.stop = W.done = W.sleeping = 0;

@@ -482,12 +482,22 @@ mp_rec_stack(const mp_reader_t *r, const mp_record_t *rec, mp_rec_stack_t *out, 
     TRY(cur_varint(&c, &out->id, "stack id"));
     const uint8_t *n_at = c.p;
     TRY(cur_varint(&c, &out->n, "frame count"));
-    if (out->n > (uint64_t)(c.end - c.p))
+    out->shared = 0;
+    if (r->hdr.major >= 3) {
+        const uint8_t *k_at = c.p;
+        TRY(cur_varint(&c, &out->shared, "shared frame count"));
+        if (out->shared > out->n)
+            return mp_err_set(err, MP_EFIELD, (uint64_t)(k_at - r->base), c.doing,
+                              "%llu shared frames in a stack of %llu",
+                              (unsigned long long)out->shared, (unsigned long long)out->n);
+    }
+    uint64_t own = out->n - out->shared;
+    if (own > (uint64_t)(c.end - c.p))
         return mp_err_set(err, MP_EFIELD, (uint64_t)(n_at - r->base), c.doing,
-                          "%llu frames cannot fit in %zu bytes", (unsigned long long)out->n,
+                          "%llu frames cannot fit in %zu bytes", (unsigned long long)own,
                           (size_t)(c.end - c.p));
     out->frames = c.p;
-    for (uint64_t i = 0; i < out->n; i++) {
+    for (uint64_t i = 0; i < own; i++) {
         uint64_t v;
         TRY(cur_varint(&c, &v, "frame"));
     }
@@ -496,15 +506,16 @@ mp_rec_stack(const mp_reader_t *r, const mp_record_t *rec, mp_rec_stack_t *out, 
 }
 
 void
-mp_rec_stack_frames(const mp_rec_stack_t *s, uint64_t *out) {
+mp_rec_stack_frames(const mp_rec_stack_t *s, const uint64_t *prev, uint64_t prev_n, uint64_t *out) {
     const uint8_t *p = s->frames;
-    uint64_t prev = 0;
-    for (uint64_t i = 0; i < s->n; i++) {
+    uint64_t v = 0, own = s->n - s->shared;
+    for (uint64_t i = 0; i < own; i++) {
         uint64_t z = 0;
         if (mp_varint_get(&p, s->end, &z) < 0) z = 0; /* validated by mp_rec_stack */
-        prev += (uint64_t)mp_unzigzag(z);
-        out[i] = prev;
+        v += (uint64_t)mp_unzigzag(z);
+        out[i] = v;
     }
+    if (s->shared) memcpy(out + own, prev + prev_n - s->shared, (size_t)s->shared * sizeof *out);
 }
 
 int

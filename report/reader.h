@@ -116,7 +116,8 @@ typedef struct mp_rec_events_s {      /* an EVENTS record, or a STREAM record (2
 } mp_rec_events_t;
 typedef struct mp_rec_stack_s {
     uint64_t id, n;
-    const uint8_t *frames; /* n zigzag deltas; decode with mp_rec_stack_frames */
+    uint64_t shared;       /* 3.0: outer frames that are the previous STACK record's (0 before) */
+    const uint8_t *frames; /* n - shared zigzag deltas; decode with mp_rec_stack_frames */
     const uint8_t *end;
 } mp_rec_stack_t;
 typedef struct mp_rec_module_s {
@@ -170,10 +171,13 @@ int mp_rec_events(const mp_reader_t *r, const mp_record_t *rec, mp_rec_events_t 
 /* STREAM (2.0), into the same shape (cont set); likewise. */
 int mp_rec_stream(const mp_reader_t *r, const mp_record_t *rec, mp_rec_events_t *out,
                   mp_err_t *err);
-/* Validates all n frames; fill them with mp_rec_stack_frames. */
+/* Validates the frames the record holds; fill them with mp_rec_stack_frames. The caller checks
+ * s->shared against the previous STACK record it read (at most its n; 0 for the first). */
 int mp_rec_stack(const mp_reader_t *r, const mp_record_t *rec, mp_rec_stack_t *out, mp_err_t *err);
-/* Decode a validated stack's frames into out[s->n]. */
-void mp_rec_stack_frames(const mp_rec_stack_t *s, uint64_t *out);
+/* Decode a validated stack's frames into out[s->n]: its own, then the s->shared it takes from the
+ * previous STACK record, whose frames are prev[0 .. prev_n) (s->shared <= prev_n). */
+void mp_rec_stack_frames(const mp_rec_stack_t *s, const uint64_t *prev, uint64_t prev_n,
+                         uint64_t *out);
 int mp_rec_module(const mp_reader_t *r, const mp_record_t *rec, mp_rec_module_t *out,
                   mp_err_t *err);
 /* Range i (< m->nranges) of a validated module record. */

@@ -1,4 +1,4 @@
-"""mpdump.py - a small, independent decoder of memprof dumps (docs/FORMAT.md 2.0).
+"""mpdump.py - a small, independent decoder of memprof dumps (docs/FORMAT.md 3.0, and 1.x and 2.x).
 
 A test utility, not a reporter: it exists so that end-to-end tests can cross-check the
 `memprof json` report against a second reading of the same bytes, and so that a failing test
@@ -141,6 +141,7 @@ class Dump:
         self.stream_last = {}  # stream -> (seq, ptr) of its last event (5.12)
         self.stream_stack = {}  # stream -> stack of its last ALLOC or FREE (5.12)
         self.stacks = {}   # id -> [frame, ...] innermost first
+        self.prev_stack = []  # the last STACK record's frames (3.0: sharing)
         self.modules = []  # (bias, [(start, end)], path, build_id)
         self.samples = []  # (time_ns, seq, rss)
         self.markers = []  # (kind, seq, time_ns)
@@ -231,11 +232,15 @@ class Dump:
             self._events(c, stream, seq, ptr, None)
         elif tag == REC_STACK:
             sid, n = c.varint(), c.varint()
+            shared = c.varint() if self.major >= 3 else 0  # 3.0: the previous record's outer frames
+            if shared > n or shared > len(self.prev_stack):
+                raise ValueError("stack %d shares %d frames" % (sid, shared))
             frames, prev = [], 0
-            for _ in range(n):
+            for _ in range(n - shared):
                 prev = (prev + c.zigzag()) & 0xFFFFFFFFFFFFFFFF
                 frames.append(prev)
-            self.stacks[sid] = frames
+            frames += self.prev_stack[len(self.prev_stack) - shared:]
+            self.stacks[sid] = self.prev_stack = frames
         elif tag == REC_MODULE:
             bias, nr = c.varint(), c.varint()
             ranges = [(c.varint(), c.varint()) for _ in range(nr)]

@@ -38,6 +38,7 @@ ev_int(mp_dg_t *g, uint64_t v) {
 void
 mp_dg_init_header(mp_dg_t *g, const mp_fmt_header_t *h) {
     memset(g, 0, sizeof *g);
+    g->major = h->major;
     uint8_t hdr[MP_FMT_HEADER_SIZE];
     mp_fmt_header_encode(h, hdr);
     put(&g->buf, &g->len, &g->cap, hdr, sizeof hdr);
@@ -131,8 +132,19 @@ mp_dg_stack(mp_dg_t *g, uint64_t id, const uint64_t *frames, size_t n) {
     body_t b = {0};
     bv(&b, id);
     bv(&b, n);
+    size_t shared = 0;
+    if (g->major >= 3) {
+        while (shared < n && shared < g->prev_n &&
+               frames[n - 1 - shared] == g->prev_frames[g->prev_n - 1 - shared])
+            shared++;
+        bv(&b, shared);
+        if (n <= sizeof g->prev_frames / sizeof g->prev_frames[0]) {
+            memcpy(g->prev_frames, frames, n * sizeof *frames);
+            g->prev_n = n;
+        }
+    }
     uint64_t prev = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n - shared; i++) {
         bv(&b, mp_zigzag((int64_t)(frames[i] - prev)));
         prev = frames[i];
     }

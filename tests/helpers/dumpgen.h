@@ -27,6 +27,9 @@ typedef struct mp_dg_s {
     int ev_open, ev_cont;
     uint64_t last_seq[64], last_ptr[64]; /* each stream's last event (streams below 64) */
     uint64_t last_stack[64];             /* and its last ALLOC's or FREE's stack */
+    unsigned major;                      /* the header's: STACK records differ from 3.0 on */
+    uint64_t prev_frames[512];           /* the last STACK record's frames (3.0: sharing) */
+    size_t prev_n;
 } mp_dg_t;
 
 /* Start a dump with a valid header (pid 1234, ppid 1, start 1.7e18 ns, flags native). */
@@ -39,6 +42,8 @@ void mp_dg_free(mp_dg_t *g);
 void mp_dg_record(mp_dg_t *g, unsigned tag, const void *body, size_t len);
 void mp_dg_process(mp_dg_t *g, const char *exe, const char *argv, size_t argv_len, const char *cwd);
 void mp_dg_thread(mp_dg_t *g, uint64_t stream, uint64_t tid);
+/* In a 3.0 dump it shares the outer frames it has in common with the previous STACK record (n at
+ * most 512); mp_dg_record writes any other form. */
 void mp_dg_stack(mp_dg_t *g, uint64_t id, const uint64_t *frames, size_t n);
 void mp_dg_module(mp_dg_t *g, uint64_t bias, const uint64_t *ranges, size_t nranges,
                   const char *path, const uint8_t *build_id, size_t build_id_len);

@@ -750,3 +750,94 @@ Test(model, build_id_mismatch_warns_once) {
     mp_model_free(m);
     mp_dg_free(&g);
 }
+
+/* STACK records (3.0, FORMAT.md 5.4) carry only the frames inside the outer ones they share with
+ * the record before them; the model rebuilds each whole, across chunks. */
+static const uint64_t s1[] = {0x11, 0x22, 0x33, 0x44}, s2[] = {0x55, 0x33, 0x44},
+                      s3[] = {0x66, 0x55, 0x33, 0x44}, s4[] = {0x77}, s5[] = {0x88, 0x77},
+                      s6[] = {0x77};
+
+static void
+shared_stacks(mp_dg_t *g) {
+    mp_dg_stack(g, 1, s1, 4); /* shares nothing: the first */
+    mp_dg_stack(g, 2, s2, 3); /* shares 2 */
+    mp_dg_flush(g);           /* the next record in a new chunk */
+    mp_dg_stack(g, 3, s3, 4); /* shares all 3 of the previous record's */
+    mp_dg_stack(g, 4, s4, 1); /* shares nothing */
+    mp_dg_stack(g, 5, s5, 2); /* shares 1, all of the previous */
+    mp_dg_stack(g, 6, s6, 1); /* shares 1: all of it */
+}
+
+static void
+check_shared_stacks(mp_model_t *m) {
+    const uint64_t *want[] = {s1, s2, s3, s4, s5, s6};
+    size_t wn[] = {4, 3, 4, 1, 2, 1};
+    for (uint64_t id = 1; id <= 6; id++) {
+        const uint64_t *f;
+        size_t n;
+        cr_assert(mp_model_stack(m, id, &f, &n), "stack %llu missing", (unsigned long long)id);
+        cr_assert_eq(n, wn[id - 1], "stack %llu: %zu frames", (unsigned long long)id, n);
+        cr_assert_arr_eq(f, want[id - 1], n * sizeof *f, "stack %llu", (unsigned long long)id);
+    }
+}
+
+Test(model, stacks_share_outer_frames_with_the_record_before) {
+    mp_dg_t g;
+    mp_dg_init(&g);
+    shared_stacks(&g);
+    mp_dg_flush(&g);
+    /* The generator shares what it can (dumpgen.c): records 2, 3, 5 and 6 hold fewer frames. */
+    size_t with_sharing = g.len;
+    mp_model_t *m = load(&g, mp_at_default);
+    check_shared_stacks(m);
+    mp_model_free(m);
+    mp_dg_free(&g);
+    /* The same stacks in a 2.0 dump (no shared count, every frame in every record) read the same.
+     */
+    mp_fmt_header_t h = {.major = 2, .header_size = MP_FMT_HEADER_SIZE, .ptr_size = 8, .pid = 1};
+    mp_dg_init_header(&g, &h);
+    shared_stacks(&g);
+    mp_dg_flush(&g);
+    cr_assert_gt(g.len, with_sharing);
+    m = load(&g, mp_at_default);
+    check_shared_stacks(m);
+    mp_model_free(m);
+    mp_dg_free(&g);
+}
+
+Test(model, stack_sharing_more_than_the_record_before_is_corrupt) {
+    /* id 2, n 3, shared 2, one frame: but the record before has 1 frame. */
+    static const uint8_t bad[] = {2, 3, 2, 0x0a};
+    for (int first = 0; first < 2; first++) {
+        mp_dg_t g;
+        mp_dg_init(&g);
+        if (!first) mp_dg_stack(&g, 1, s4, 1);
+        mp_dg_record(&g, MP_REC_STACK, bad, sizeof bad);
+        mp_dg_flush(&g);
+        mp_reader_t *r = NULL;
+        mp_err_t err;
+        cr_assert_eq(mp_reader_open_mem(&r, g.buf, g.len, &err), 0);
+        mp_model_t *m = NULL;
+        mp_model_opts_t o = {.at = mp_at_default};
+        cr_assert_eq(mp_model_build(&m, r, &o, &err), MP_EFIELD);
+        cr_assert(strstr(err.msg, first ? "shares 2 frames with a stack of 0"
+                                        : "shares 2 frames with a stack of 1"),
+                  "%s", err.msg);
+        mp_dg_free(&g); /* the model owned r and closed it */
+    }
+    /* More shared frames than the stack has: the record itself is bad. */
+    static const uint8_t worse[] = {2, 1, 2};
+    mp_dg_t g;
+    mp_dg_init(&g);
+    mp_dg_stack(&g, 1, s1, 4);
+    mp_dg_record(&g, MP_REC_STACK, worse, sizeof worse);
+    mp_dg_flush(&g);
+    mp_reader_t *r = NULL;
+    mp_err_t err;
+    cr_assert_eq(mp_reader_open_mem(&r, g.buf, g.len, &err), 0);
+    mp_model_t *m = NULL;
+    mp_model_opts_t o = {.at = mp_at_default};
+    cr_assert_eq(mp_model_build(&m, r, &o, &err), MP_EFIELD);
+    cr_assert(strstr(err.msg, "2 shared frames in a stack of 1"), "%s", err.msg);
+    mp_dg_free(&g);
+}

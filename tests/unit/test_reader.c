@@ -123,7 +123,7 @@ Test(reader, decodes_bodies) {
             cr_assert_eq(s.id, 1);
             cr_assert_eq(s.n, 3);
             uint64_t f[3];
-            mp_rec_stack_frames(&s, f);
+            mp_rec_stack_frames(&s, NULL, 0, f);
             cr_assert_arr_eq(f, frames1, sizeof f);
         } else if (rec.tag == MP_REC_EVENTS) {
             mp_rec_events_t e;

@@ -288,12 +288,12 @@ Test(writer_sys, seam_passes_every_chunk_through, .timeout = 30) {
     unlink(dump_path);
 }
 
-/* STACK records: the writer encodes a stack's frames before the tail it shares with the stack
- * emitted before it and reuses that record's bytes for the rest (writer.c, emit_stack). Stacks
- * made to share tails every way (longer, shorter, equal, a suffix of the one before, none, deeper
- * than capture.c makes) must decode (FORMAT.md 5.4) to exactly what was interned. */
+/* STACK records (3.0): each names the outer frames it shares with the record before it and holds
+ * the rest (writer.c, emit_stack). Stacks made to share tails every way (longer, shorter, equal,
+ * a suffix of the one before, none, deeper than capture.c makes) must decode (FORMAT.md 5.4) to
+ * exactly what was interned, and share all they can. */
 #define STACKS 600
-#define STACK_DEEP 500 /* more than writer.c's STACK_FRAMES_MAX: encoded on its own */
+#define STACK_DEEP 500 /* deeper than any stack capture.c interns */
 
 static uint64_t
 rnd(uint64_t *s) {
@@ -311,8 +311,8 @@ Test(writer_sys, stack_records_decode_to_the_interned_stacks, .timeout = 30) {
         tail[j] = j % 3 ? (1ull << 63) | rnd(&seed) % (1ull << 40) : rnd(&seed) % (1ull << 47);
     for (int k = 0; k < STACKS; k++) {
         uint32_t inner = 1 + (uint32_t)(rnd(&seed) % 4), shared = (uint32_t)(rnd(&seed) % 60);
-        if (k % 50 == 7) shared = STACK_DEEP - inner; /* too deep: its own encoding */
-        if (k % 50 == 9) shared = 0;                  /* nothing shared */
+        if (k % 50 == 7) shared = STACK_DEEP - inner;                /* deeper than capture.c's */
+        if (k % 50 == 9) shared = 0;                                 /* nothing shared */
         if (k % 50 == 11) inner = 0, shared = 60 + (uint32_t)k / 50; /* a suffix of others */
         for (uint32_t j = 0; j < inner; j++) frames[k][j] = (uint64_t)k << 20 | j; /* unique */
         memcpy(frames[k] + inner, tail + STACK_DEEP - shared, shared * 8);
@@ -331,12 +331,15 @@ Test(writer_sys, stack_records_decode_to_the_interned_stacks, .timeout = 30) {
     uint8_t *buf = read_dump(&size);
     static uint8_t seen[STACKS];
     int records = 0;
+    const uint64_t *prev_frames = NULL; /* the previous STACK record's stack */
+    uint32_t prev_n = 0;
+    uint64_t shared_total = 0;
     walk_t w = walk(buf, size);
     unsigned tag;
     const uint8_t *p, *body_end;
     while (next_record(&w, &tag, &p, &body_end)) {
         if (tag != MP_REC_STACK) continue;
-        uint64_t id, n, d;
+        uint64_t id, n, d, shared;
         cr_assert_eq(mp_varint_get(&p, body_end, &id), 0);
         cr_assert_eq(mp_varint_get(&p, body_end, &n), 0);
         int k = 0;
@@ -345,16 +348,33 @@ Test(writer_sys, stack_records_decode_to_the_interned_stacks, .timeout = 30) {
         cr_assert_eq(seen[k]++, 0, "stack %d emitted twice", k);
         cr_assert_eq(n, ns[k], "stack %d: %llu frames, interned %u", k, (unsigned long long)n,
                      ns[k]);
+        /* 3.0: the outer frames it shares with the previous record, then its own. */
+        cr_assert_eq(mp_varint_get(&p, body_end, &shared), 0);
+        cr_assert_leq(shared, prev_n, "stack %d shares %llu of %u frames", k,
+                      (unsigned long long)shared, prev_n);
+        for (uint32_t j = 0; j < shared; j++)
+            cr_assert_eq(frames[k][n - 1 - j], prev_frames[prev_n - 1 - j],
+                         "stack %d: shared frame %u differs", k, j);
         uint64_t prev = 0;
-        for (uint32_t j = 0; j < n; j++) {
+        for (uint32_t j = 0; j < n - shared; j++) {
             cr_assert_eq(mp_varint_get(&p, body_end, &d), 0);
             prev += (uint64_t)mp_unzigzag(d);
             cr_assert_eq(prev, frames[k][j], "stack %d frame %u", k, j);
         }
+        /* The writer shares all it can: the next frame out differs (or one stack ends). */
+        if (shared < n && shared < prev_n)
+            cr_assert_neq(frames[k][n - 1 - shared], prev_frames[prev_n - 1 - shared],
+                          "stack %d: shares %llu frames, could share more", k,
+                          (unsigned long long)shared);
+        shared_total += shared;
+        prev_frames = frames[k];
+        prev_n = ns[k];
         cr_assert_eq(p, body_end, "stack %d: bytes after its frames", k);
         records++;
     }
     cr_assert_eq(records, STACKS, "%d STACK records", records);
+    cr_assert_gt(shared_total, (uint64_t)STACKS, "%llu frames shared in all",
+                 (unsigned long long)shared_total);
     free(buf);
     unlink(dump_path);
 }
