@@ -17,6 +17,10 @@
 
 __thread mp_thread_t mp_thread __attribute__((tls_model("initial-exec")));
 
+/* The deepest stack event_stack_native interns (native frames, the Python frames spliced in) is
+ * one readers accept (FORMAT.md 5.4). */
+_Static_assert(MP_DEPTH_MAX + MP_PY_DEPTH <= MP_FMT_STACK_MAX, "stacks deeper than readers take");
+
 int mp_state;
 int mp_abandon;
 mp_seq_line_t mp_seq_line;

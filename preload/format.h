@@ -24,6 +24,9 @@
 /* ---- section 3: file header (64 bytes, fixed) ------------------------------------------- */
 #define MP_FMT_MAGIC "MEMPROF" /* 8 bytes with its NUL */
 #define MP_FMT_HEADER_SIZE 64u
+/* Frames in a stack (5.4): the library writes at most MP_DEPTH_MAX native and MP_PY_DEPTH Python
+ * frames; readers refuse more, which bounds what a record that shares frames (3.0) expands to. */
+#define MP_FMT_STACK_MAX 1024u
 
 /* Header flags (offset 16). */
 #define MP_FMT_FLAG_NATIVE 0x1u /* native stacks were captured (MEMPROF_NATIVE=1) */

@@ -482,6 +482,10 @@ mp_rec_stack(const mp_reader_t *r, const mp_record_t *rec, mp_rec_stack_t *out, 
     TRY(cur_varint(&c, &out->id, "stack id"));
     const uint8_t *n_at = c.p;
     TRY(cur_varint(&c, &out->n, "frame count"));
+    if (out->n > MP_FMT_STACK_MAX)
+        return mp_err_set(err, MP_EFIELD, (uint64_t)(n_at - r->base), c.doing,
+                          "a stack of %llu frames (at most %u)", (unsigned long long)out->n,
+                          MP_FMT_STACK_MAX);
     out->shared = 0;
     if (r->hdr.major >= 3) {
         const uint8_t *k_at = c.p;

@@ -840,4 +840,13 @@ Test(model, stack_sharing_more_than_the_record_before_is_corrupt) {
     cr_assert_eq(mp_model_build(&m, r, &o, &err), MP_EFIELD);
     cr_assert(strstr(err.msg, "2 shared frames in a stack of 1"), "%s", err.msg);
     mp_dg_free(&g);
+    /* A stack deeper than any the library writes: refused before it is expanded. */
+    static const uint8_t deep[] = {3, 0x81, 0x08, 0x81, 0x08}; /* n = shared = 1025 */
+    mp_dg_init(&g);
+    mp_dg_record(&g, MP_REC_STACK, deep, sizeof deep);
+    mp_dg_flush(&g);
+    cr_assert_eq(mp_reader_open_mem(&r, g.buf, g.len, &err), 0);
+    cr_assert_eq(mp_model_build(&m, r, &o, &err), MP_EFIELD);
+    cr_assert(strstr(err.msg, "a stack of 1025 frames (at most 1024)"), "%s", err.msg);
+    mp_dg_free(&g);
 }
