@@ -805,48 +805,35 @@ Test(model, stacks_share_outer_frames_with_the_record_before) {
     mp_dg_free(&g);
 }
 
-Test(model, stack_sharing_more_than_the_record_before_is_corrupt) {
-    /* id 2, n 3, shared 2, one frame: but the record before has 1 frame. */
-    static const uint8_t bad[] = {2, 3, 2, 0x0a};
-    for (int first = 0; first < 2; first++) {
-        mp_dg_t g;
-        mp_dg_init(&g);
-        if (!first) mp_dg_stack(&g, 1, s4, 1);
-        mp_dg_record(&g, MP_REC_STACK, bad, sizeof bad);
-        mp_dg_flush(&g);
-        mp_reader_t *r = NULL;
-        mp_err_t err;
-        cr_assert_eq(mp_reader_open_mem(&r, g.buf, g.len, &err), 0);
-        mp_model_t *m = NULL;
-        mp_model_opts_t o = {.at = mp_at_default};
-        cr_assert_eq(mp_model_build(&m, r, &o, &err), MP_EFIELD);
-        cr_assert(strstr(err.msg, first ? "shares 2 frames with a stack of 0"
-                                        : "shares 2 frames with a stack of 1"),
-                  "%s", err.msg);
-        mp_dg_free(&g); /* the model owned r and closed it */
-    }
-    /* More shared frames than the stack has: the record itself is bad. */
-    static const uint8_t worse[] = {2, 1, 2};
+/* A dump of one STACK record with the given body, after a stack of nbefore frames (none if 0),
+ * must be corrupt (MP_EFIELD) with msg in the error. */
+static void
+expect_bad_stack(const uint64_t *before, size_t nbefore, const uint8_t *body, size_t len,
+                 const char *msg) {
     mp_dg_t g;
     mp_dg_init(&g);
-    mp_dg_stack(&g, 1, s1, 4);
-    mp_dg_record(&g, MP_REC_STACK, worse, sizeof worse);
+    if (nbefore) mp_dg_stack(&g, 1, before, nbefore);
+    mp_dg_record(&g, MP_REC_STACK, body, len);
     mp_dg_flush(&g);
     mp_reader_t *r = NULL;
     mp_err_t err;
     cr_assert_eq(mp_reader_open_mem(&r, g.buf, g.len, &err), 0);
     mp_model_t *m = NULL;
     mp_model_opts_t o = {.at = mp_at_default};
-    cr_assert_eq(mp_model_build(&m, r, &o, &err), MP_EFIELD);
-    cr_assert(strstr(err.msg, "2 shared frames in a stack of 1"), "%s", err.msg);
+    cr_assert_eq(mp_model_build(&m, r, &o, &err), MP_EFIELD); /* the model owns r, closed */
+    cr_assert(strstr(err.msg, msg), "%s: not in %s", msg, err.msg);
     mp_dg_free(&g);
+}
+
+Test(model, stack_sharing_more_than_the_record_before_is_corrupt) {
+    /* id 2, n 3, shared 2, one frame: the record before has 1 frame, or there is none. */
+    static const uint8_t bad[] = {2, 3, 2, 0x0a};
+    expect_bad_stack(s4, 1, bad, sizeof bad, "stack 2 shares 2 frames with a stack of 1");
+    expect_bad_stack(NULL, 0, bad, sizeof bad, "stack 2 shares 2 frames with a stack of 0");
+    /* More shared frames than the stack has: the record itself is bad. */
+    static const uint8_t worse[] = {2, 1, 2};
+    expect_bad_stack(s1, 4, worse, sizeof worse, "2 shared frames in a stack of 1");
     /* A stack deeper than any the library writes: refused before it is expanded. */
     static const uint8_t deep[] = {3, 0x81, 0x08, 0x81, 0x08}; /* n = shared = 1025 */
-    mp_dg_init(&g);
-    mp_dg_record(&g, MP_REC_STACK, deep, sizeof deep);
-    mp_dg_flush(&g);
-    cr_assert_eq(mp_reader_open_mem(&r, g.buf, g.len, &err), 0);
-    cr_assert_eq(mp_model_build(&m, r, &o, &err), MP_EFIELD);
-    cr_assert(strstr(err.msg, "a stack of 1025 frames (at most 1024)"), "%s", err.msg);
-    mp_dg_free(&g);
+    expect_bad_stack(s1, 4, deep, sizeof deep, "a stack of 1025 frames (at most 1024)");
 }
