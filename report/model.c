@@ -286,15 +286,10 @@ scan_record(mp_model_t *m, const mp_record_t *rec, size_t *modcap, size_t *thrca
             return 0;
         }
         case MP_REC_STACK: {
-            mp_rec_stack_t st;
-            if ((rc = mp_rec_stack(r, rec, &st, err)) < 0) return rc;
             /* Its outer st.shared frames are the previous STACK record's (FORMAT.md 5.4). */
             stackref_t prev = pv->nstacks ? pv->stacks[pv->nstacks - 1] : (stackref_t){0, 0};
-            if (st.shared > prev.n)
-                return mp_err_set(err, MP_EFIELD, rec->offset, "reading stack record",
-                                  "stack %llu shares %llu frames with a stack of %zu",
-                                  (unsigned long long)st.id, (unsigned long long)st.shared,
-                                  (size_t)prev.n);
+            mp_rec_stack_t st;
+            if ((rc = mp_rec_stack(r, rec, prev.n, &st, err)) < 0) return rc;
             size_t n = (size_t)st.n;
             while (!pv->frames || pv->nframes + n > pv->capframes) {
                 size_t ncap = pv->capframes ? pv->capframes * 2 : 1024;

@@ -477,7 +477,8 @@ mp_rec_stream(const mp_reader_t *r, const mp_record_t *rec, mp_rec_events_t *out
 }
 
 int
-mp_rec_stack(const mp_reader_t *r, const mp_record_t *rec, mp_rec_stack_t *out, mp_err_t *err) {
+mp_rec_stack(const mp_reader_t *r, const mp_record_t *rec, uint64_t prev_n, mp_rec_stack_t *out,
+             mp_err_t *err) {
     cur_t c = cur_of(r, rec, err);
     TRY(cur_varint(&c, &out->id, "stack id"));
     const uint8_t *n_at = c.p;
@@ -494,6 +495,11 @@ mp_rec_stack(const mp_reader_t *r, const mp_record_t *rec, mp_rec_stack_t *out, 
             return mp_err_set(err, MP_EFIELD, (uint64_t)(k_at - r->base), c.doing,
                               "%llu shared frames in a stack of %llu",
                               (unsigned long long)out->shared, (unsigned long long)out->n);
+        if (out->shared > prev_n)
+            return mp_err_set(err, MP_EFIELD, (uint64_t)(k_at - r->base), c.doing,
+                              "stack %llu shares %llu frames with a stack of %llu",
+                              (unsigned long long)out->id, (unsigned long long)out->shared,
+                              (unsigned long long)prev_n);
     }
     uint64_t own = out->n - out->shared;
     if (own > (uint64_t)(c.end - c.p))

@@ -171,9 +171,10 @@ int mp_rec_events(const mp_reader_t *r, const mp_record_t *rec, mp_rec_events_t 
 /* STREAM (2.0), into the same shape (cont set); likewise. */
 int mp_rec_stream(const mp_reader_t *r, const mp_record_t *rec, mp_rec_events_t *out,
                   mp_err_t *err);
-/* Validates the frames the record holds; fill them with mp_rec_stack_frames. The caller checks
- * s->shared against the previous STACK record it read (at most its n; 0 for the first). */
-int mp_rec_stack(const mp_reader_t *r, const mp_record_t *rec, mp_rec_stack_t *out, mp_err_t *err);
+/* Validates the frames the record holds, and its shared count against prev_n, the frames of the
+ * previous STACK record in the file (0 for the first); fill them with mp_rec_stack_frames. */
+int mp_rec_stack(const mp_reader_t *r, const mp_record_t *rec, uint64_t prev_n, mp_rec_stack_t *out,
+                 mp_err_t *err);
 /* Decode a validated stack's frames into out[s->n]: its own, then the s->shared it takes from the
  * previous STACK record, whose frames are prev[0 .. prev_n) (s->shared <= prev_n). */
 void mp_rec_stack_frames(const mp_rec_stack_t *s, const uint64_t *prev, uint64_t prev_n,

@@ -119,7 +119,7 @@ Test(reader, decodes_bodies) {
             cr_assert_eq(p.cwd.n, 4);
         } else if (rec.tag == MP_REC_STACK) {
             mp_rec_stack_t s;
-            cr_assert_eq(mp_rec_stack(r, &rec, &s, &err), 0);
+            cr_assert_eq(mp_rec_stack(r, &rec, 0, &s, &err), 0);
             cr_assert_eq(s.id, 1);
             cr_assert_eq(s.n, 3);
             uint64_t f[3];
