@@ -81,7 +81,10 @@ suffixed(char *out, const char *base, const char *tag, uint64_t num, unsigned k)
  *    holds the last program the process became, and nothing is lost;
  *  - written by another live process (a parent sharing a fixed MEMPROF_OUTPUT): we write
  *    "<name>.<pid>" instead (then "<name>.<pid>.<k>");
- *  - anything else (a dump of a dead process, not a dump): stale, overwritten. */
+ *  - anything else (a dump of a dead process, not a dump): stale, overwritten.
+ * The configured name of something that is not a regular file (/dev/null, a FIFO) is written
+ * to as it is: no header to read, nothing to keep, and a ".<pid>" file beside a device would
+ * land in /dev. */
 static int
 open_dump(int pid) {
     if (mp_config_expand_output(cfg.output, pid, dump_path, sizeof dump_path - 48) != 0) {
@@ -97,6 +100,10 @@ open_dump(int pid) {
         if (k > 0) suffixed(dump_path, base, ".", (uint64_t)pid, k - 1);
         fd = mp_sys_open(dump_path, excl, 0644);
         if (fd != -EEXIST) break;
+        if (k == 0 && mp_sys_is_special(dump_path) == 1) {
+            fd = mp_sys_open_nowait(dump_path, 0);
+            break;
+        }
         int owner = dump_owner(dump_path);
         if (owner == pid) {
             char aside[MP_PATH_MAX];
@@ -114,6 +121,8 @@ open_dump(int pid) {
         warn(fd == -EACCES || fd == -EPERM || fd == -EROFS
                  ? "cannot create the dump (permission denied), tracking disabled: "
              : fd == -ENOENT ? "cannot create the dump (no such directory), tracking disabled: "
+             : fd == -ENXIO  ? "cannot write the dump (a FIFO with no reader), tracking disabled: "
+             : fd == -EISDIR ? "cannot create the dump (it names a directory), tracking disabled: "
                              : "cannot create the dump, tracking disabled: ",
              dump_path);
         return -1;

@@ -50,6 +50,26 @@ mp_sys_open(const char *path, int flags, int mode) {
 }
 
 int
+mp_sys_is_special(const char *path) {
+    struct stat st;
+    long r = sys(SYS_newfstatat, AT_FDCWD, (long)path, (long)&st, 0, 0, 0);
+    if (r < 0) return (int)r;
+    return !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
+int
+mp_sys_open_nowait(const char *path, int flags) {
+    int fd = mp_sys_open(path, O_WRONLY | O_NONBLOCK | flags, 0);
+    if (fd < 0) return fd;
+    long fl = sys(SYS_fcntl, fd, F_GETFL, 0, 0, 0, 0);
+    if (fl < 0 || sys(SYS_fcntl, fd, F_SETFL, fl & ~O_NONBLOCK, 0, 0, 0) < 0) {
+        mp_sys_close(fd);
+        return fl < 0 ? (int)fl : -EIO;
+    }
+    return fd;
+}
+
+int
 mp_sys_file_id(int fd, uint64_t *dev, uint64_t *ino) {
     struct stat st;
     long r = sys(SYS_fstat, fd, (long)&st, 0, 0, 0, 0);

@@ -21,8 +21,14 @@ int mp_sys_open(const char *path, int flags, int mode); /* fd or -errno */
 int mp_sys_close(int fd);
 /* Identity of the file open at fd (st_dev, st_ino): 0, or -errno (a closed fd: -EBADF). */
 int mp_sys_file_id(int fd, uint64_t *dev, uint64_t *ino);
-int mp_sys_rename(const char *from, const char *to);          /* 0 or -errno */
-int mp_sys_exists(const char *path);                          /* 1 if path names an existing file */
+int mp_sys_rename(const char *from, const char *to); /* 0 or -errno */
+int mp_sys_exists(const char *path);                 /* 1 if path names an existing file */
+/* Whether path (symlinks followed) names something that is not a regular file or a directory: a
+ * device such as /dev/null, a FIFO or a socket. 1, 0, or -errno (it cannot be looked at). */
+int mp_sys_is_special(const char *path);
+/* Open path for writing (O_WRONLY | flags) without blocking on a FIFO that has no reader
+ * (-ENXIO then), the descriptor made blocking again for the writer. fd or -errno. */
+int mp_sys_open_nowait(const char *path, int flags);
 ssize_t mp_sys_pread(int fd, void *buf, size_t n, off_t off); /* bytes or -errno */
 /* Read a whole small file (e.g. /proc/self/maps) into buf; returns bytes (< cap) or -errno. */
 ssize_t mp_sys_read_file(const char *path, char *buf, size_t cap);

@@ -71,7 +71,7 @@ static int
 ensure_fd(void) {
     uint64_t dev, ino;
     if (mp_sys_file_id(W.o.fd, &dev, &ino) == 0 && dev == W.dev && ino == W.ino) return 0;
-    int fd = mp_sys_open(W.o.path, O_WRONLY | O_APPEND, 0);
+    int fd = mp_sys_open_nowait(W.o.path, O_APPEND); /* a FIFO's reader may be gone */
     if (fd < 0) return -1;
     if (mp_sys_file_id(fd, &dev, &ino) != 0 || dev != W.dev || ino != W.ino) {
         mp_sys_close(fd);

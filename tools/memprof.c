@@ -55,7 +55,8 @@ static const char usage_run[] =
     "\n"
     "  --native            record native stacks (MEMPROF_NATIVE=1): slower, names C functions\n"
     "  -o, --output FILE   write the dump to FILE (%p becomes the pid);\n"
-    "                      default memprof-<CMD>.<pid>.dump in the current directory\n"
+    "                      default memprof-<CMD>.<pid>.dump in the current directory;\n"
+    "                      /dev/null or a FIFO is written as it is, with no report\n"
     "  -q, --quiet         do not print the report; the dump is still written\n"
     "  -h, --help          this help\n";
 
@@ -495,7 +496,11 @@ cmd_run(args_t *a) {
         free(dump);
         return code;
     }
-    if (!quiet) {
+    if (!quiet && !S_ISREG(st.st_mode)) {
+        /* /dev/null or a FIFO: what went there cannot be read back. */
+        fprintf(stderr, "memprof: the dump went to %s, which is not a regular file: no report\n",
+                dump);
+    } else if (!quiet) {
         mp_model_opts_t mo = {.at = mp_at_default};
         mp_text_opts_t to = {.top = 10, .functions = 5}; /* the default sections */
         fflush(stdout);

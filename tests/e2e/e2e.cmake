@@ -40,7 +40,7 @@ mp_warnings(bench_churn)
 # The tests need the memprof command (the reporter).
 if(MP_REPORTER)
   find_program(MP_E2E_PYTHON NAMES python3 REQUIRED)
-  set(MP_E2E_CASES allocators allocators_native threads killed forkexec badenv valgrind)
+  set(MP_E2E_CASES allocators allocators_native threads killed forkexec badenv outputs valgrind)
   foreach(case ${MP_E2E_CASES})
     add_test(NAME e2e.${case}
       COMMAND ${MP_E2E_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/run_e2e.py

@@ -481,6 +481,85 @@ def case_badenv(c):
         os.unlink(new[0])
 
 
+def read_fifo_while(proc, fd, timeout=120):
+    """All bytes written into the FIFO opened (non-blocking, for reading) as fd, until proc has
+    ended and the FIFO is drained. Before its writer opens it, a read says end of file too.
+    A process still running after timeout seconds is killed (opening the FIFO to read the
+    header of what it thought was an old dump, it once waited for a writer forever)."""
+    data = bytearray()
+    deadline = time.monotonic() + timeout
+    while True:
+        if time.monotonic() > deadline and proc.poll() is None:
+            proc.kill()
+        done = proc.poll() is not None
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            chunk = None
+        if chunk:
+            data += chunk
+        elif done:
+            return bytes(data)
+        else:
+            time.sleep(0.005)
+
+
+def case_outputs(c):
+    """MEMPROF_OUTPUT naming something that is not a regular file: /dev/null and a FIFO with a
+    reader are written as they are (no "<name>.<pid>" file beside them); a FIFO with no reader
+    and a directory each give one warning line, and the program still runs normally."""
+    exe = c.exe("allocators")
+    # /dev/null: no message, exit 0, and nothing created next to it.
+    before = set(os.listdir("/dev"))
+    p = c.run([exe], c.preload_env("/dev/null"))
+    c.only_process(p.stdout)
+    no_preload_warnings(c, "/dev/null", p.stderr)
+    created = sorted(set(os.listdir("/dev")) - before)
+    for name in created:
+        if name.startswith("null."):
+            os.unlink(os.path.join("/dev", name))
+    c.eq("/dev/null: files created in /dev", created, [])
+    # memprof run -o /dev/null: the program's status, and one line instead of a report.
+    p = c.run([c.memprof, "run", "-o", "/dev/null", "--", exe], c.env())
+    c.only_process(p.stdout)
+    c.eq("memprof run -o /dev/null: messages", p.stderr.splitlines(),
+         ["memprof: the dump went to /dev/null, which is not a regular file: no report"])
+    # A FIFO with a reader: the bytes that came through are the whole dump.
+    fifo = os.path.join(c.tmp, "dump.fifo")
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        proc = subprocess.Popen([exe], env=c.preload_env(fifo, MEMPROF_QUIET=1), cwd=c.tmp,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        data = read_fifo_while(proc, fd)
+        out, err = proc.communicate(timeout=240)
+    finally:
+        os.close(fd)
+    c.require(proc.returncode == 0, "FIFO: the program exited with %d: %s"
+              % (proc.returncode, err.decode("utf-8", "replace")[-2000:]))
+    c.eq("FIFO: messages", err.decode("utf-8", "replace"), "")
+    _pid, expect = c.only_process(out.decode("utf-8", "replace"))
+    c.eq("FIFO: files beside it", sorted(os.listdir(c.tmp)), ["dump.fifo"])
+    copy = os.path.join(c.tmp, "from-fifo.dump")
+    with open(copy, "wb") as f:
+        f.write(data)
+    r = c.report(copy)
+    c.compare("FIFO", r, expect["expect"])
+    c.eq("FIFO: process.incomplete", r["process"]["incomplete"], False)
+    # No reader, and a directory: one line each, no dump, the program unaffected.
+    os.mkdir(os.path.join(c.tmp, "adir"))
+    for label, path, why in (("FIFO with no reader", fifo, "no reader"),
+                             ("a directory", os.path.join(c.tmp, "adir"), "directory")):
+        before = sorted(os.listdir(c.tmp))
+        p = c.run([exe], c.preload_env(path))
+        c.only_process(p.stdout)
+        lines = p.stderr.splitlines()
+        c.check(len(lines) == 1 and lines[0].startswith("memprof: ") and why in lines[0]
+                and path in lines[0], "%s: expected one line naming %s and %r, got %r"
+                % (label, path, why, lines))
+        c.eq("%s: files written" % label, sorted(os.listdir(c.tmp)), before)
+
+
 VALGRIND_RE = {
     "in_use": re.compile(r"in use at exit: ([\d,]+) bytes in ([\d,]+) blocks"),
     "usage": re.compile(r"total heap usage: ([\d,]+) allocs, ([\d,]+) frees, ([\d,]+) bytes"),
@@ -529,6 +608,7 @@ CASES = {
     "killed": case_killed,
     "forkexec": case_forkexec,
     "badenv": case_badenv,
+    "outputs": case_outputs,
     "valgrind": case_valgrind,
 }
 
