@@ -150,7 +150,7 @@ sleep_ms(unsigned ms) {
 
 #define MAX_STREAMS 64
 #define MAX_OWNERS 1024
-#define MAX_LOG 4096
+#define MAX_LOG (4096 * (CAP >> 18)) /* notes the reader keeps: more than any test posts */
 
 typedef struct logged_s {
     uint32_t stream;
@@ -740,7 +740,7 @@ Test(ring, full_ring_waits_for_the_consumer, .timeout = 30) {
     mp_ring_t *r = mp_ring_claim();
     int stop = 0; /* stays 0 unless the consumer finds a wrong event, or the producer gives up */
     cr_assert_eq(post_owner(r, 0, &stop), 0);
-    late_consumer_t c = {r, 300, 100000, 0, &stop};
+    late_consumer_t c = {r, 300, 100000 * (CAP >> 18), 0, &stop}; /* over 3 rings' worth */
     pthread_t th;
     uint64_t t0 = now_ns();
     cr_assert_eq(pthread_create(&th, NULL, late_consumer, &c), 0);
@@ -944,7 +944,7 @@ Test(ring, notes_interleaved_with_events_across_wraps, .timeout = 30) {
     fresh();
     reader_init();
     mp_ring_t *r = mp_ring_claim();
-    enum { markers = 2000 };
+    enum { markers = (int)(2000 * (CAP >> 18)) }; /* over 5 rings' worth of events */
     static uint64_t before[markers], pos[markers];
     post_owner(r, 9, &alone);
     uint64_t i = 0, x = 1;
