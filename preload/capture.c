@@ -122,7 +122,8 @@ pushed(mp_thread_t *t, mp_ring_t *r) {
 #define MEMO_BITS 8u
 #define MEMO_SETS (1u << MEMO_BITS)
 #define MEMO_WAYS 4u
-#define HOT_BITS 8u
+#define HOT_BITS 8u   /* sets of hot entries */
+#define HOT_WAYS 2u   /* entries per set */
 #define HOT_WORDS 6u  /* key words in a hot entry's line; the rest of its key in hot_deep */
 #define KEY_MAX 128u  /* frames; deeper chains are walked every time */
 #define KEY_WORDS 12u /* words of the key kept in the way itself (pyframes.h: 1 or 2 per frame) */
@@ -139,24 +140,34 @@ typedef struct memo_way_s {
 
 /* A hot entry: a stack's whole key (the first HOT_WORDS words here, the rest in hot_deep), its
  * generation and id, copied from the memo way that served it: what python_stack_id reads on
- * nearly every event, in one cache line. */
+ * nearly every event, in one cache line.
+ *
+ * Two per set, indexed by the innermost frame's key words. With one, two sites whose
+ * instruction addresses happened to share an index evicted each other on every event when a
+ * loop alternated between them: on scripts/bench_py/churn.py, 0.7 to 1.4 million of 19 million
+ * events missed (by how the run's addresses fell), each costing a memo lookup of some hundred
+ * instructions. The second way also keeps a function's second caller (mix.py: 0.5 million
+ * misses of the same frame reached from another line). A fill goes into the first entry, the
+ * one checked inline, and moves the entry it replaces to the second; a hit in the second moves
+ * nothing, so the hit paths only read. */
 typedef struct hot_s {
     _Alignas(64) uint64_t key[HOT_WORDS];
-    uint32_t id;  /* interned Python-only stack */
-    uint32_t gen; /* mp_pycode_gen of the way it was copied from */
-    uint32_t n;   /* key frames; 0 = empty */
+    uint32_t id;   /* interned Python-only stack */
+    uint32_t gen;  /* mp_pycode_gen of the way it was copied from */
+    uint32_t n;    /* key frames; 0 = empty */
+    uint32_t deep; /* which of its set's two hot_deep rows holds the rest of its key */
 } hot_t;
 
 /* The scratch mapping. key is the current event's (off the thread's stack, which may be small;
  * a thread never re-enters capture: its guard, capture.h). */
 typedef struct memo_area_s {
     memo_way_t way[MEMO_SETS][MEMO_WAYS]; /* [0] filled most recently */
-    hot_t hot[1u << HOT_BITS];            /* by the innermost frame's hash (python_stack_id) */
+    hot_t hot[1u << HOT_BITS][HOT_WAYS];  /* by the innermost frame's hash (python_stack_id) */
     uint64_t key[2 * KEY_MAX];
     uint64_t deep[MEMO_SETS * MEMO_WAYS][DEEP_WORDS];
     uint64_t frames[MEMO_SETS * MEMO_WAYS][MP_PY_DEPTH];
     uint8_t ends[MEMO_SETS * MEMO_WAYS][MP_PY_DEPTH];
-    uint64_t hot_deep[1u << HOT_BITS][2 * KEY_MAX - HOT_WORDS];
+    uint64_t hot_deep[1u << HOT_BITS][HOT_WAYS][2 * KEY_MAX - HOT_WORDS];
 } memo_area_t;
 
 /* A resolved Python stack, valid until the thread's next event. */
@@ -172,6 +183,7 @@ memo_map(mp_ring_t *r) {
     if (!a) return NULL;
     for (uint32_t i = 0; i < MEMO_SETS; i++)
         for (uint32_t w = 0; w < MEMO_WAYS; w++) a->way[i][w].store = (uint16_t)(i * MEMO_WAYS + w);
+    for (uint32_t i = 0; i < (1u << HOT_BITS); i++) a->hot[i][1].deep = 1;
     r->scratch = a;
     return a;
 }
@@ -227,20 +239,44 @@ memo_fill(memo_area_t *a, memo_way_t *set, const uint8_t *ts, uint32_t nk, uint6
     return m;
 }
 
-/* Copy way e (found or filled for this event's key) into hot entry i, h. */
+/* Copy way e (found or filled for this event's key) into the first entry of hot set i; the
+ * entry there moves to the second (with its hot_deep row), whose entry is dropped. */
 static MP_NOINLINE void
-hot_fill(memo_area_t *a, hot_t *h, uint32_t i, const memo_way_t *e) {
+hot_fill(memo_area_t *a, uint32_t i, const memo_way_t *e) {
+    hot_t *set = a->hot[i];
+    uint32_t row = set[1].deep;
+    set[1] = set[0];
+    hot_t *h = &set[0];
+    h->deep = row;
+    uint64_t *deep = a->hot_deep[i][row];
     uint32_t nw = e->n * mp_pykey_words();
     for (uint32_t j = 0; j < nw; j++) {
         uint64_t w = j < KEY_WORDS ? e->key[j] : a->deep[e->store][j - KEY_WORDS];
         if (j < HOT_WORDS)
             h->key[j] = w;
         else
-            a->hot_deep[i][j - HOT_WORDS] = w;
+            deep[j - HOT_WORDS] = w;
     }
     h->id = e->id;
     h->gen = e->gen;
     h->n = e->n;
+}
+
+/* Whether hot entry h (deep: the rest of its key) is the stack whose innermost frame gave the
+ * key words w0 and w1 (nw of them) and whose next frame is next. */
+static MP_ALWAYS_INLINE int
+hot_matches(const hot_t *h, const uint64_t *deep, uint64_t w0, uint64_t w1, uint32_t nw,
+            const uint8_t *next, int entry, uint32_t gen, int fam) {
+    return h->key[0] == w0 && (nw == 1 || h->key[1] == w1) && h->gen == gen && h->n != 0 &&
+           mp_pyframes_match(next, entry, h->key + nw, HOT_WORDS - nw, deep, h->n - 1, fam);
+}
+
+/* The second entry of hot set i, out of line (the first serves most events); 0: no match. */
+static MP_NOINLINE uint32_t
+hot_second(const memo_area_t *a, uint32_t i, uint64_t w0, uint64_t w1, uint32_t nw,
+           const uint8_t *next, int entry, uint32_t gen, int fam) {
+    const hot_t *h = &a->hot[i][1];
+    return hot_matches(h, a->hot_deep[i][h->deep], w0, w1, nw, next, entry, gen, fam) ? h->id : 0;
 }
 
 /* The memo's lookup by the whole key (hash, set, ways), filling a way on a miss. */
@@ -265,9 +301,10 @@ memo_lookup(memo_area_t *a, const uint8_t *ts, uint32_t gen) {
  * First the hot entry of the innermost frame's key words (its code and position): the stack last
  * served there, its key kept whole in the entry's cache line (or past it, in hot_deep, for deep
  * chains), checked frame by frame against the chain with nothing stored. That is about half the
- * work of building the key, hashing it and comparing, and one cache line. Only when the entry is
- * wrong (another caller, or a code object freed since) does the memo lookup run; it refills the
- * entry. Any entry is a safe guess: the check compares every frame, the length and the
+ * work of building the key, hashing it and comparing, and one cache line. Then the set's second
+ * entry (out of line). Only when neither is right (another caller, a third site sharing the set,
+ * or a code object freed since) does the memo lookup run; it refills one of them. Any entry is a
+ * safe guess: the check compares every frame, the length and the
  * generation, and an entry's key and id are copied together, so they always belong together. */
 static MP_ALWAYS_INLINE uint32_t
 python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
@@ -290,14 +327,14 @@ python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
         nw = 1;
     }
     uint32_t i = (uint32_t)(((w0 ^ w1) * 0x9e3779b97f4a7c15ull) >> (64 - HOT_BITS));
-    hot_t *h = &a->hot[i];
-    if (MP_LIKELY(h->key[0] == w0 && (nw == 1 || h->key[1] == w1) && h->gen == gen && h->n != 0) &&
-        MP_LIKELY(mp_pyframes_match(next, entry, h->key + nw, HOT_WORDS - nw, a->hot_deep[i],
-                                    h->n - 1, fam)))
+    const hot_t *h = &a->hot[i][0];
+    if (MP_LIKELY(hot_matches(h, a->hot_deep[i][h->deep], w0, w1, nw, next, entry, gen, fam)))
         return h->id;
+    uint32_t id = hot_second(a, i, w0, w1, nw, next, entry, gen, fam);
+    if (id != 0) return id;
     const memo_way_t *e = memo_lookup(a, ts, gen);
     if (!e) return 0;
-    if (e->n != 0) hot_fill(a, h, i, e);
+    if (e->n != 0) hot_fill(a, i, e);
     return e->id;
 }
 

@@ -30,9 +30,9 @@
 
 /* Bytes of every ring (a power of two): some 160000 Python events at 6-7 bytes each, about 8 ms
  * of a thread that does nothing but allocate. Large enough for the writer to wake every few
- * milliseconds rather than every 0.1 ms (writer.c): on a 2-CPU machine, a writer waking 10000
- * times a second took 13% of the program's CPU time, and its wake-ups slowed the program too.
- * Touched only as far as a thread's events reach. */
+ * milliseconds rather than every 0.1 ms (writer.c): with 256 KiB rings it woke up to 10000 times
+ * a second, and on scripts/bench_py/churn.py its CPU time was 40% higher. Touched only as far
+ * as a thread's events reach. */
 #define MP_RING_BYTES (1u << 20)
 /* Room a producer needs before it writes an event: the longest event (head byte, four prefix
  * varints of at most 9 bytes) plus the 7 bytes the encoder's 8-byte stores may write past it. The
