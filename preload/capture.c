@@ -148,8 +148,8 @@ typedef struct memo_way_s {
  * events missed (by how the run's addresses fell), each costing a memo lookup of some hundred
  * instructions. The second way also keeps a function's second caller (mix.py: 0.5 million
  * misses of the same frame reached from another line). A fill goes into the first entry, the
- * one checked inline, and moves the entry it replaces to the second; a hit in the second moves
- * nothing, so the hit paths only read. */
+ * one checked inline, and moves the entry it replaces to the second; a hit in the second swaps
+ * the two when it repeats the thread's last stack (python_stack_id). */
 typedef struct hot_s {
     _Alignas(64) uint64_t key[HOT_WORDS];
     uint32_t id;   /* interned Python-only stack */
@@ -271,12 +271,13 @@ hot_matches(const hot_t *h, const uint64_t *deep, uint64_t w0, uint64_t w1, uint
            mp_pyframes_match(next, entry, h->key + nw, HOT_WORDS - nw, deep, h->n - 1, fam);
 }
 
-/* The second entry of hot set i, out of line (the first serves most events); 0: no match. */
-static MP_NOINLINE uint32_t
-hot_second(const memo_area_t *a, uint32_t i, uint64_t w0, uint64_t w1, uint32_t nw,
-           const uint8_t *next, int entry, uint32_t gen, int fam) {
-    const hot_t *h = &a->hot[i][1];
-    return hot_matches(h, a->hot_deep[i][h->deep], w0, w1, nw, next, entry, gen, fam) ? h->id : 0;
+/* Swap the two entries of hot set i (their hot_deep rows go by index). */
+static MP_NOINLINE void
+hot_swap(memo_area_t *a, uint32_t i) {
+    hot_t *set = a->hot[i];
+    hot_t first = set[0];
+    set[0] = set[1];
+    set[1] = first;
 }
 
 /* The memo's lookup by the whole key (hash, set, ways), filling a way on a miss. */
@@ -302,7 +303,7 @@ memo_lookup(memo_area_t *a, const uint8_t *ts, uint32_t gen) {
  * served there, its key kept whole in the entry's cache line (or past it, in hot_deep, for deep
  * chains), checked frame by frame against the chain with nothing stored. That is about half the
  * work of building the key, hashing it and comparing, and one cache line. Then the set's second
- * entry (out of line). Only when neither is right (another caller, a third site sharing the set,
+ * entry. Only when neither is right (another caller, a third site sharing the set,
  * or a code object freed since) does the memo lookup run; it refills one of them. Any entry is a
  * safe guess: the check compares every frame, the length and the
  * generation, and an entry's key and id are copied together, so they always belong together. */
@@ -330,8 +331,18 @@ python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
     const hot_t *h = &a->hot[i][0];
     if (MP_LIKELY(hot_matches(h, a->hot_deep[i][h->deep], w0, w1, nw, next, entry, gen, fam)))
         return h->id;
-    uint32_t id = hot_second(a, i, w0, w1, nw, next, entry, gen, fam);
-    if (id != 0) return id;
+    /* The second entry. A match that repeats the thread's last stack swaps the two, so that
+     * the first check serves it again: filled once after it, a rarely used stack would
+     * otherwise send every later event of a hot one to this second check. One that does not
+     * (a loop alternating between the two) leaves them: a swap per event would send both. An
+     * out-of-line call for this check cost churn.py some 4% of wall where two of its sites
+     * shared a set. */
+    h = &a->hot[i][1];
+    if (hot_matches(h, a->hot_deep[i][h->deep], w0, w1, nw, next, entry, gen, fam)) {
+        uint32_t id = h->id;
+        if (id == r->last_stack) hot_swap(a, i);
+        return id;
+    }
     const memo_way_t *e = memo_lookup(a, ts, gen);
     if (!e) return 0;
     if (e->n != 0) hot_fill(a, i, e);
