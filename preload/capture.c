@@ -152,10 +152,9 @@ typedef struct memo_way_s {
  * the two when it repeats the thread's last stack (python_stack_id). */
 typedef struct hot_s {
     _Alignas(64) uint64_t key[HOT_WORDS];
-    uint32_t id;   /* interned Python-only stack */
-    uint32_t gen;  /* mp_pycode_gen of the way it was copied from */
-    uint32_t n;    /* key frames; 0 = empty */
-    uint32_t deep; /* which of its set's two hot_deep rows holds the rest of its key */
+    uint32_t id;  /* interned Python-only stack */
+    uint32_t gen; /* mp_pycode_gen of the way it was copied from */
+    uint32_t n;   /* key frames; 0 = empty */
 } hot_t;
 
 /* The scratch mapping. key is the current event's (off the thread's stack, which may be small;
@@ -183,7 +182,6 @@ memo_map(mp_ring_t *r) {
     if (!a) return NULL;
     for (uint32_t i = 0; i < MEMO_SETS; i++)
         for (uint32_t w = 0; w < MEMO_WAYS; w++) a->way[i][w].store = (uint16_t)(i * MEMO_WAYS + w);
-    for (uint32_t i = 0; i < (1u << HOT_BITS); i++) a->hot[i][1].deep = 1;
     r->scratch = a;
     return a;
 }
@@ -239,16 +237,23 @@ memo_fill(memo_area_t *a, memo_way_t *set, const uint8_t *ts, uint32_t nk, uint6
     return m;
 }
 
+/* The words of hot entry h past its line (0 if its key fits the line). */
+static inline uint32_t
+hot_deep_words(const hot_t *h) {
+    uint32_t nw = h->n * mp_pykey_words();
+    return nw > HOT_WORDS ? nw - HOT_WORDS : 0;
+}
+
 /* Copy way e (found or filled for this event's key) into the first entry of hot set i; the
- * entry there moves to the second (with its hot_deep row), whose entry is dropped. */
+ * entry there moves to the second (its hot_deep row too: each way has its own row, so that the
+ * checks find it without an index), whose entry is dropped. */
 static MP_NOINLINE void
 hot_fill(memo_area_t *a, uint32_t i, const memo_way_t *e) {
     hot_t *set = a->hot[i];
-    uint32_t row = set[1].deep;
+    memcpy(a->hot_deep[i][1], a->hot_deep[i][0], (size_t)hot_deep_words(&set[0]) * 8);
     set[1] = set[0];
     hot_t *h = &set[0];
-    h->deep = row;
-    uint64_t *deep = a->hot_deep[i][row];
+    uint64_t *deep = a->hot_deep[i][0];
     uint32_t nw = e->n * mp_pykey_words();
     for (uint32_t j = 0; j < nw; j++) {
         uint64_t w = j < KEY_WORDS ? e->key[j] : a->deep[e->store][j - KEY_WORDS];
@@ -271,13 +276,49 @@ hot_matches(const hot_t *h, const uint64_t *deep, uint64_t w0, uint64_t w1, uint
            mp_pyframes_match(next, entry, h->key + nw, HOT_WORDS - nw, deep, h->n - 1, fam);
 }
 
-/* Swap the two entries of hot set i (their hot_deep rows go by index). */
-static MP_NOINLINE void
+/* Swap the two entries of hot set i, with their hot_deep rows. */
+static void
 hot_swap(memo_area_t *a, uint32_t i) {
     hot_t *set = a->hot[i];
+    uint32_t n0 = hot_deep_words(&set[0]), n1 = hot_deep_words(&set[1]);
+    uint64_t *r0 = a->hot_deep[i][0], *r1 = a->hot_deep[i][1];
+    for (uint32_t j = 0; j < (n0 > n1 ? n0 : n1); j++) {
+        uint64_t w = r0[j];
+        r0[j] = r1[j];
+        r1[j] = w;
+    }
     hot_t first = set[0];
     set[0] = set[1];
     set[1] = first;
+}
+
+/* The second entry of hot set i, out of line, rebuilding the innermost frame's key words from ts
+ * (the first entry serves most events: inlined into the hooks, or called with those words, this
+ * check made every event 6 to 9 instructions longer under cachegrind, more values staying live
+ * in the hooks); 0: no match. prev: the stack of the thread's last event. A match that
+ * repeats it swaps the two entries, so that the first check serves it again: filled once after
+ * it, a rarely used stack would otherwise send every later event of a hot one here. One that
+ * does not (a loop alternating between the two) leaves them: a swap per event would send both. */
+static MP_NOINLINE uint32_t
+hot_second(memo_area_t *a, const uint8_t *ts, uint32_t i, uint32_t gen, int fam, int native,
+           uint32_t prev) {
+    /* The innermost frame's key words again: fewer values live across the call in the hooks. */
+    const int entry = mp_pykey_entry(native);
+    uint64_t w0, w1 = 0;
+    uint32_t nw;
+    const uint8_t *next;
+    if (mp_pyfam_frame_objects(fam)) {
+        next = mp_pykey_fo(mp_ldp(ts, mp_pyenv.L.ts_frame), &w0, &w1);
+        nw = 2;
+    } else {
+        next = mp_pykey_if(mp_pyframes_first_iframe_fam(ts, fam), entry, &w0);
+        nw = 1;
+    }
+    const hot_t *h = &a->hot[i][1];
+    if (!hot_matches(h, a->hot_deep[i][1], w0, w1, nw, next, entry, gen, fam)) return 0;
+    uint32_t id = h->id;
+    if (id == prev) hot_swap(a, i);
+    return id;
 }
 
 /* The memo's lookup by the whole key (hash, set, ways), filling a way on a miss. */
@@ -329,20 +370,10 @@ python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
     }
     uint32_t i = (uint32_t)(((w0 ^ w1) * 0x9e3779b97f4a7c15ull) >> (64 - HOT_BITS));
     const hot_t *h = &a->hot[i][0];
-    if (MP_LIKELY(hot_matches(h, a->hot_deep[i][h->deep], w0, w1, nw, next, entry, gen, fam)))
+    if (MP_LIKELY(hot_matches(h, a->hot_deep[i][0], w0, w1, nw, next, entry, gen, fam)))
         return h->id;
-    /* The second entry. A match that repeats the thread's last stack swaps the two, so that
-     * the first check serves it again: filled once after it, a rarely used stack would
-     * otherwise send every later event of a hot one to this second check. One that does not
-     * (a loop alternating between the two) leaves them: a swap per event would send both. An
-     * out-of-line call for this check cost churn.py some 4% of wall where two of its sites
-     * shared a set. */
-    h = &a->hot[i][1];
-    if (hot_matches(h, a->hot_deep[i][h->deep], w0, w1, nw, next, entry, gen, fam)) {
-        uint32_t id = h->id;
-        if (id == r->last_stack) hot_swap(a, i);
-        return id;
-    }
+    uint32_t id = hot_second(a, ts, i, gen, fam, native, r->last_stack);
+    if (id != 0) return id;
     const memo_way_t *e = memo_lookup(a, ts, gen);
     if (!e) return 0;
     if (e->n != 0) hot_fill(a, i, e);
