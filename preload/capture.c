@@ -149,7 +149,7 @@ typedef struct memo_way_s {
  * instructions. The second way also keeps a function's second caller (mix.py: 0.5 million
  * misses of the same frame reached from another line). A fill goes into the first entry, the
  * one checked inline, and moves the entry it replaces to the second; a hit in the second swaps
- * the two when it repeats the thread's last stack (python_stack_id). */
+ * the two when it repeats the thread's last stack (hot_second). */
 typedef struct hot_s {
     _Alignas(64) uint64_t key[HOT_WORDS];
     uint32_t id;  /* interned Python-only stack */
@@ -292,6 +292,25 @@ hot_swap(memo_area_t *a, uint32_t i) {
     set[1] = first;
 }
 
+/* The key words of ts's innermost frame (w0, and w1 for frame objects: *nw of them, pyframes.h),
+ * and the frame after it in *next; 0 when ts runs no Python frame. */
+static MP_ALWAYS_INLINE int
+innermost_key(const uint8_t *ts, int fam, int entry, uint64_t *w0, uint64_t *w1, uint32_t *nw,
+              const uint8_t **next) {
+    *w1 = 0;
+    *nw = mp_pykey_words_fam(fam);
+    if (mp_pyfam_frame_objects(fam)) {
+        const uint8_t *f = mp_ldp(ts, mp_pyenv.L.ts_frame);
+        if (!f) return 0;
+        *next = mp_pykey_fo(f, w0, w1);
+    } else {
+        const uint8_t *f = mp_pyframes_first_iframe_fam(ts, fam);
+        if (!f) return 0;
+        *next = mp_pykey_if(f, entry, w0);
+    }
+    return 1;
+}
+
 /* The second entry of hot set i, out of line, rebuilding the innermost frame's key words from ts
  * (the first entry serves most events: inlined into the hooks, or called with those words, this
  * check made every event 6 to 9 instructions longer under cachegrind, more values staying live
@@ -304,16 +323,10 @@ hot_second(memo_area_t *a, const uint8_t *ts, uint32_t i, uint32_t gen, int fam,
            uint32_t prev) {
     /* The innermost frame's key words again: fewer values live across the call in the hooks. */
     const int entry = mp_pykey_entry(native);
-    uint64_t w0, w1 = 0;
+    uint64_t w0, w1;
     uint32_t nw;
     const uint8_t *next;
-    if (mp_pyfam_frame_objects(fam)) {
-        next = mp_pykey_fo(mp_ldp(ts, mp_pyenv.L.ts_frame), &w0, &w1);
-        nw = 2;
-    } else {
-        next = mp_pykey_if(mp_pyframes_first_iframe_fam(ts, fam), entry, &w0);
-        nw = 1;
-    }
+    if (!innermost_key(ts, fam, entry, &w0, &w1, &nw, &next)) return 0;
     const hot_t *h = &a->hot[i][1];
     if (!hot_matches(h, a->hot_deep[i][1], w0, w1, nw, next, entry, gen, fam)) return 0;
     uint32_t id = h->id;
@@ -344,10 +357,10 @@ memo_lookup(memo_area_t *a, const uint8_t *ts, uint32_t gen) {
  * served there, its key kept whole in the entry's cache line (or past it, in hot_deep, for deep
  * chains), checked frame by frame against the chain with nothing stored. That is about half the
  * work of building the key, hashing it and comparing, and one cache line. Then the set's second
- * entry. Only when neither is right (another caller, a third site sharing the set,
- * or a code object freed since) does the memo lookup run; it refills one of them. Any entry is a
- * safe guess: the check compares every frame, the length and the
- * generation, and an entry's key and id are copied together, so they always belong together. */
+ * entry. Only when neither is right (another caller, a third site sharing the set, or a code
+ * object freed since) does the memo lookup run; it refills one of them. Any entry is a safe
+ * guess: the check compares every frame, the length and the generation, and an entry's key and
+ * id are copied together, so they always belong together. */
 static MP_ALWAYS_INLINE uint32_t
 python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
     const uint8_t *ts = mp_pyframes_tstate_fam(t->self, fam);
@@ -356,18 +369,10 @@ python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
     if (!a) return 0;
     const int entry = mp_pykey_entry(native);
     uint32_t gen = mp_load_relaxed(&mp_pycode_gen);
-    uint64_t w0, w1 = 0;
+    uint64_t w0, w1;
     uint32_t nw;
-    const uint8_t *f, *next;
-    if (mp_pyfam_frame_objects(fam)) {
-        if (!(f = mp_ldp(ts, mp_pyenv.L.ts_frame))) return 0;
-        next = mp_pykey_fo(f, &w0, &w1);
-        nw = 2;
-    } else {
-        if (!(f = mp_pyframes_first_iframe_fam(ts, fam))) return 0;
-        next = mp_pykey_if(f, entry, &w0);
-        nw = 1;
-    }
+    const uint8_t *next;
+    if (!innermost_key(ts, fam, entry, &w0, &w1, &nw, &next)) return 0;
     uint32_t i = (uint32_t)(((w0 ^ w1) * 0x9e3779b97f4a7c15ull) >> (64 - HOT_BITS));
     const hot_t *h = &a->hot[i][0];
     if (MP_LIKELY(hot_matches(h, a->hot_deep[i][0], w0, w1, nw, next, entry, gen, fam)))
