@@ -493,19 +493,12 @@ mp_capture_python_stack(const uint64_t **frames, uint32_t *n) {
 }
 
 /* Push one event into r: encoded in place, in the dump's bytes (ring.h), so the writer only
- * copies it, its sequence number taken once there is room. Nothing else writes into this ring
- * meanwhile: one owner, and the guard keeps this thread from re-entering. */
+ * copies it. Nothing else writes into this ring meanwhile: one owner, and the guard keeps this
+ * thread from re-entering. */
 static MP_ALWAYS_INLINE void
 encode_event(mp_ring_t *r, unsigned kind, unsigned allocator, const void *ptr, size_t size,
              uint32_t stack) {
-    uint8_t *p = mp_ring_reserve(r, &mp_abandon);
-    if (p) {
-        /* Relaxed is enough: the order that matters is between the RMWs on this one counter,
-         * and coherence orders them consistently with happens-before (FORMAT.md 6). */
-        uint64_t seq = mp_fetch_add_relaxed(&mp_seq, 1);
-        mp_ring_publish(
-            r, mp_ring_encode(r, p, kind, allocator, seq, (uint64_t)(uintptr_t)ptr, size, stack));
-    }
+    mp_ring_push(r, kind, allocator, &mp_seq, (uint64_t)(uintptr_t)ptr, size, stack, &mp_abandon);
 }
 
 /* The same, into the ring ring_of gave t (which a thread past its exit destructor gives back). */

@@ -66,10 +66,11 @@ wait_a_pass(const int *abandon) {
     return abandon && mp_load_acquire(abandon) ? -1 : 0;
 }
 
-/* Room for an event at head: by the last view of the tail, else by a fresh one, else once the
- * writer has drained enough (NULL if *abandon ends that wait). */
-uint8_t *
-mp_ring_reserve_slow(mp_ring_t *r, const int *abandon) {
+/* Where the next event goes, once there is room for it at head: by the last view of the tail,
+ * else by a fresh one, else once the writer has drained enough (NULL if *abandon ends that
+ * wait). */
+static uint8_t *
+reserve_slow(mp_ring_t *r, const int *abandon) {
     uint64_t h = r->head, cap = (uint64_t)r->mask + 1;
     for (int waited = 0; h + MP_RING_EVENT_MAX - r->tail_cache > cap; waited = 1) {
         if (waited && wait_a_pass(abandon) != 0) return NULL;
@@ -78,8 +79,10 @@ mp_ring_reserve_slow(mp_ring_t *r, const int *abandon) {
     return r->bytes + (h & r->mask);
 }
 
-void
-mp_ring_publish_slow(mp_ring_t *r, size_t n) {
+/* Publish the n bytes written at head (kicking the writer if the ring is half full), and set
+ * the next fast path's limit. */
+static void
+publish_slow(mp_ring_t *r, size_t n) {
     uint64_t h = r->head, nh = h + n, cap = (uint64_t)r->mask + 1, off = h & r->mask;
     /* An event that ran into the slack continues at the start of the storage: those bytes are
      * free (reserve checked the room), and the writer reads positions modulo the capacity. */
@@ -95,6 +98,16 @@ mp_ring_publish_slow(mp_ring_t *r, size_t n) {
     uint64_t room = r->tail_cache + cap - MP_RING_EVENT_MAX;
     uint64_t kick = (nh | (MP_RING_KICK_BYTES - 1)) + 1 - MP_RING_EVENT_MAX;
     r->limit = room < kick ? room : kick;
+}
+
+int
+mp_ring_push_slow(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t *seqs, uint64_t ptr,
+                  uint64_t size, uint32_t stack, const int *abandon) {
+    uint8_t *p = reserve_slow(r, abandon);
+    if (!p) return -1;
+    uint64_t seq = __atomic_fetch_add(seqs, 1, __ATOMIC_RELAXED); /* as in mp_ring_push */
+    publish_slow(r, mp_ring_encode(r, p, kind, allocator, seq, ptr, size, stack));
+    return 0;
 }
 
 int

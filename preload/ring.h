@@ -99,44 +99,16 @@ mp_ring_t *mp_ring_first(void);
  * counters, and free except keep, which stays owned. */
 void mp_ring_reset_after_fork(mp_ring_t *keep);
 
-/* The slow paths of the two steps below (ring.c). */
-uint8_t *mp_ring_reserve_slow(mp_ring_t *r, const int *abandon);
-void mp_ring_publish_slow(mp_ring_t *r, size_t n);
+/* The slow path of mp_ring_push (ring.c). */
+int mp_ring_push_slow(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t *seqs, uint64_t ptr,
+                      uint64_t size, uint32_t stack, const int *abandon);
 
-/* Producer, in two steps: where to write the next event (MP_RING_EVENT_MAX bytes are free there,
- * contiguous thanks to the slack), waiting while the ring is too full (NULL if *abandon ends the
- * wait); then, once n bytes are written, mp_ring_publish.
- *
- * Both steps take their fast path while head <= limit: the producer's last view of the tail leaves
- * room, the event cannot run past the end of the storage, and it cannot cross a multiple of
- * MP_RING_KICK_BYTES (where the writer may need a kick). Anything else (the room check with a
- * fresh tail and the wait, the copy of an event that ran into the slack, the kick, and a new
- * limit) is out of line, once per MP_RING_KICK_BYTES or so: the fast path is a compare and a
- * store, inside every hooked allocation. */
-static inline uint8_t *
-mp_ring_reserve(mp_ring_t *r, const int *abandon) {
-    uint64_t h = r->head; /* only this thread writes head */
-    if (__builtin_expect(h > r->limit, 0)) return mp_ring_reserve_slow(r, abandon);
-    return r->bytes + (h & r->mask);
-}
-
-static inline void
-mp_ring_publish(mp_ring_t *r, size_t n) {
-    uint64_t h = r->head;
-    if (__builtin_expect(h > r->limit, 0)) { /* the same test as reserve's: the same path */
-        mp_ring_publish_slow(r, n);
-        return;
-    }
-    /* Release: the writer that sees the new head sees the event's bytes. */
-    __atomic_store_n(&r->head, h + n, __ATOMIC_RELEASE);
-}
-
-/* Producer: encode one event at p (from mp_ring_reserve) as a STREAM record's event (FORMAT.md
- * 5.12: a head byte with the kind, the allocator and two flags, then prefix varints: the seq delta
- * unless it is 1, the ptr delta, the size of an ALLOC, the stack of an ALLOC or FREE unless it is
- * the previous one's), advance the delta state and count it; returns its length, for
- * mp_ring_publish. The flags spare a varint each for most events: a thread's events mostly follow
- * one another, and a loop's allocations and frees share a stack. */
+/* Producer: encode one event at p (where mp_ring_push puts it) as a STREAM record's event
+ * (FORMAT.md 5.12: a head byte with the kind, the allocator and two flags, then prefix varints:
+ * the seq delta unless it is 1, the ptr delta, the size of an ALLOC, the stack of an ALLOC or FREE
+ * unless it is the previous one's), advance the delta state and count it; returns its length.
+ * The flags spare a varint each for most events: a thread's events mostly follow one another,
+ * and a loop's allocations and frees share a stack. */
 static inline size_t
 mp_ring_encode(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned allocator, uint64_t seq,
                uint64_t ptr, uint64_t size, uint32_t stack) {
@@ -160,13 +132,30 @@ mp_ring_encode(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned allocator, uint
     return (size_t)(p - start);
 }
 
-/* Producer: reserve, encode, publish. 0, or -1 (nothing pushed) if *abandon ended a wait. */
+/* Producer: push one event, its sequence number taken from *seqs (mp_seq) once there is room:
+ * encoded where it goes, then published. 0, or -1 (nothing pushed, no number taken) if *abandon
+ * ended a wait for room.
+ *
+ * The fast path runs while head <= limit: the producer's last view of the tail leaves room for
+ * the longest event, which cannot run past the end of the storage (MP_RING_EVENT_MAX bytes free
+ * there, contiguous thanks to the slack) nor cross a multiple of MP_RING_KICK_BYTES (where the
+ * writer may need a kick). It is a compare, the encoding and a store, inside every hooked
+ * allocation; head is read once (only this thread writes it: the byte stores, which may alias
+ * anything, do not make the compiler read it again). Everything else (the room check with a fresh
+ * tail and the wait, the copy of an event that ran into the slack, the kick and a new limit) is
+ * mp_ring_push_slow's, once per MP_RING_KICK_BYTES or so. */
 static inline int
-mp_ring_push(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t seq, uint64_t ptr,
+mp_ring_push(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t *seqs, uint64_t ptr,
              uint64_t size, uint32_t stack, const int *abandon) {
-    uint8_t *p = mp_ring_reserve(r, abandon);
-    if (!p) return -1;
-    mp_ring_publish(r, mp_ring_encode(r, p, kind, allocator, seq, ptr, size, stack));
+    uint64_t h = r->head;
+    if (__builtin_expect(h > r->limit, 0))
+        return mp_ring_push_slow(r, kind, allocator, seqs, ptr, size, stack, abandon);
+    /* Relaxed is enough: the order that matters is between the RMWs on this one counter, and
+     * coherence orders them consistently with happens-before (FORMAT.md 6). */
+    uint64_t seq = __atomic_fetch_add(seqs, 1, __ATOMIC_RELAXED);
+    size_t n = mp_ring_encode(r, r->bytes + (h & r->mask), kind, allocator, seq, ptr, size, stack);
+    /* Release: the writer that sees the new head sees the event's bytes. */
+    __atomic_store_n(&r->head, h + n, __ATOMIC_RELEASE);
     return 0;
 }
 

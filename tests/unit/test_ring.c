@@ -101,9 +101,16 @@ event(uint64_t who, uint64_t i) {
     return e;
 }
 
+/* mp_ring_push with the sequence number given: its source is the parameter itself. */
+static int
+push_at(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t seq, uint64_t ptr, uint64_t size,
+        uint32_t stack, const int *abandon) {
+    return mp_ring_push(r, kind, allocator, &seq, ptr, size, stack, abandon);
+}
+
 static int
 push(mp_ring_t *r, const ev_t *e, const int *abandon) {
-    return mp_ring_push(r, e->kind, e->allocator, e->seq, e->ptr, e->size, e->stack, abandon);
+    return push_at(r, e->kind, e->allocator, e->seq, e->ptr, e->size, e->stack, abandon);
 }
 
 /* A note's pos is set by mp_ring_note: start from garbage to see that it is. */
@@ -438,23 +445,20 @@ check_bytes(const uint8_t *got, const uint8_t *want, size_t n, const char *what)
 Test(ring, encodes_stream_events_with_counters_and_delta_state, .timeout = 30) {
     fresh();
     mp_ring_t *r = mp_ring_claim();
-    /* In two steps: nothing is visible before mp_ring_publish. */
-    uint8_t *p = mp_ring_reserve(r, &alone);
-    cr_assert_eq(p, r->bytes);
-    size_t n = mp_ring_encode(r, p, MP_EV_ALLOC, MP_ALLOC_MALLOC, 5, 0x1000, 100, 3);
-    static const uint8_t a[] = {0x00, 0x0b, 0x02, 0x80, 0xc9, 0x07};
-    cr_assert_eq(n, sizeof a);
-    check_bytes(p, a, sizeof a, "ALLOC");
+    uint64_t seqs = 5; /* the sequence source: mp_ring_push takes 5 and leaves 6 */
     cr_assert_eq(mp_ring_ready(r), 0);
-    mp_ring_publish(r, n);
+    cr_assert_eq(mp_ring_push(r, MP_EV_ALLOC, MP_ALLOC_MALLOC, &seqs, 0x1000, 100, 3, &alone), 0);
+    static const uint8_t a[] = {0x00, 0x0b, 0x02, 0x80, 0xc9, 0x07};
+    check_bytes(r->bytes, a, sizeof a, "ALLOC");
     cr_assert_eq(mp_ring_ready(r), sizeof a);
+    cr_assert_eq(seqs, 6);
     cr_assert_eq(r->last_seq, 5);
     cr_assert_eq(r->last_ptr, 0x1000);
     cr_assert_eq(r->count[MP_EV_ALLOC], 1);
     cr_assert_eq(r->alloc_bytes, 100);
 
     /* A FREE: no size (999 is not written), ptr delta -16. */
-    cr_assert_eq(mp_ring_push(r, MP_EV_FREE, MP_ALLOC_FREE, 7, 0xff0, 999, 300, &alone), 0);
+    cr_assert_eq(push_at(r, MP_EV_FREE, MP_ALLOC_FREE, 7, 0xff0, 999, 300, &alone), 0);
     static const uint8_t f[] = {0x49, 0x05, 0x3f, 0xb2, 0x04};
     cr_assert_eq(r->head, sizeof a + sizeof f);
     check_bytes(r->bytes + sizeof a, f, sizeof f, "FREE");
@@ -464,8 +468,7 @@ Test(ring, encodes_stream_events_with_counters_and_delta_state, .timeout = 30) {
     cr_assert_eq(r->last_ptr, 0xff0);
 
     /* A REALLOC_FAIL: neither size nor stack; its seq follows the previous one's. */
-    cr_assert_eq(mp_ring_push(r, MP_EV_REALLOC_FAIL, MP_ALLOC_REALLOC, 8, 0xff0, 77, 55, &alone),
-                 0);
+    cr_assert_eq(push_at(r, MP_EV_REALLOC_FAIL, MP_ALLOC_REALLOC, 8, 0xff0, 77, 55, &alone), 0);
     static const uint8_t rf[] = {0x92, 0x01}; /* seq + 1: flagged, no seq field */
     cr_assert_eq(r->head, sizeof a + sizeof f + sizeof rf);
     check_bytes(r->bytes + sizeof a + sizeof f, rf, sizeof rf, "REALLOC_FAIL");
@@ -475,8 +478,8 @@ Test(ring, encodes_stream_events_with_counters_and_delta_state, .timeout = 30) {
     /* Long fields: a 6-byte seq delta, a negative ptr delta, a size of 2^56 or more (a zero byte
      * and 8 bytes) and a 5-byte stack. */
     uint64_t h = r->head;
-    cr_assert_eq(mp_ring_push(r, MP_EV_ALLOC, MP_ALLOC_PYMEM_OBJ, 8 + (1ull << 35), 0, 1ull << 63,
-                              0xffffffffu, &alone),
+    cr_assert_eq(push_at(r, MP_EV_ALLOC, MP_ALLOC_PYMEM_OBJ, 8 + (1ull << 35), 0, 1ull << 63,
+                         0xffffffffu, &alone),
                  0);
     static const uint8_t big[] = {0x60, 0x20, 0x00, 0x00, 0x00, 0x00, 0x02, 0x7e,
                                   0x7f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
@@ -493,19 +496,19 @@ Test(ring, encodes_stream_events_with_counters_and_delta_state, .timeout = 30) {
      * as the consumer reads it. */
     uint64_t seq = r->last_seq;
     /* Seqs + 1, ptr 0, stack 1 after the first: a FREE is 2 bytes, an ALLOC of 1 byte 3. */
-    mp_ring_push(r, MP_EV_FREE, MP_ALLOC_FREE, ++seq, 0, 0, 1, &alone);
+    push_at(r, MP_EV_FREE, MP_ALLOC_FREE, ++seq, 0, 0, 1, &alone);
     while (r->head % CAP != CAP - 3) {
         uint64_t d = CAP - 3 - r->head % CAP;
         if (d == 3)
-            mp_ring_push(r, MP_EV_ALLOC, MP_ALLOC_MALLOC, ++seq, 0, 1, 1, &alone);
+            push_at(r, MP_EV_ALLOC, MP_ALLOC_MALLOC, ++seq, 0, 1, 1, &alone);
         else
-            mp_ring_push(r, MP_EV_FREE, MP_ALLOC_FREE, ++seq, 0, 0, 1, &alone);
+            push_at(r, MP_EV_FREE, MP_ALLOC_FREE, ++seq, 0, 0, 1, &alone);
         if (r->head - r->tail > CAP / 4) mp_ring_consume(r, r->head, r->notes_head);
     }
     mp_ring_consume(r, r->head, r->notes_head);
     h = r->head;
-    cr_assert_eq(mp_ring_push(r, MP_EV_ALLOC, MP_ALLOC_PYMEM_OBJ, seq + (1ull << 35),
-                              (uint64_t)-0xff0, 1ull << 63, 0xffffffffu, &alone),
+    cr_assert_eq(push_at(r, MP_EV_ALLOC, MP_ALLOC_PYMEM_OBJ, seq + (1ull << 35), (uint64_t)-0xff0,
+                         1ull << 63, 0xffffffffu, &alone),
                  0);
     cr_assert_eq(r->head - h, sizeof big);
     check_bytes(r->bytes + CAP - 3, big, 3, "end of the storage");
@@ -1406,7 +1409,7 @@ Test(ring, real_fork_child_resets_parent_keeps_its_bytes, .timeout = 30) {
             bad |= r[i]->state != (i == 0 ? (uint32_t)mp_ring_owned : (uint32_t)mp_ring_free);
         }
         bad |= post_owner(r[0], 300, &alone) != 0 || r[0]->notes[0].pos != 0;
-        bad |= mp_ring_push(r[0], MP_EV_ALLOC, MP_ALLOC_MALLOC, 1, 16, 1, 1, &alone) != 0;
+        bad |= push_at(r[0], MP_EV_ALLOC, MP_ALLOC_MALLOC, 1, 16, 1, 1, &alone) != 0;
         /* seq 1 (flagged), ptr 16, size 1, stack 1 (not the previous: there is none) */
         bad |= mp_ring_ready(r[0]) != 4 || r[0]->bytes[0] != 0x80 || r[0]->bytes[1] != 0x41;
         bad |= r[0]->bytes[2] != 3 || r[0]->bytes[3] != 3;
