@@ -300,13 +300,13 @@ innermost_key(const uint8_t *ts, int fam, int entry, uint64_t *w0, uint64_t *w1,
     *w1 = 0;
     *nw = mp_pykey_words_fam(fam);
     if (mp_pyfam_frame_objects(fam)) {
-        const uint8_t *f = mp_ldp(ts, mp_pyenv.L.ts_frame);
+        const uint8_t *f = mp_ldp(ts, mp_pyL(fam)->ts_frame);
         if (!f) return 0;
-        *next = mp_pykey_fo(f, w0, w1);
+        *next = mp_pykey_fo(f, w0, w1, fam);
     } else {
         const uint8_t *f = mp_pyframes_first_iframe_fam(ts, fam);
         if (!f) return 0;
-        *next = mp_pykey_if(f, entry, w0);
+        *next = mp_pykey_if(f, entry, w0, fam);
     }
     return 1;
 }

@@ -40,6 +40,199 @@ typedef struct mp_pylayout_s {
     int compact_size; /* sizeof(PyCompactUnicodeObject): other compact data */
 } mp_pylayout_t;
 
+/* The tables, one per minor version, as initializers (fields as in mp_pylayout_t): pylayout.c's
+ * table, and the constants the hooks compiled for one version read (pyframes.h mp_pyL), whose
+ * offsets thus become immediates. Debian's statically linked 3.11.2 has the same numbers as
+ * pyenv's 3.11.7 (checked from both sets of headers). One field a line, as a table. */
+/* clang-format off */
+#define MP_PYLAYOUT_38                                                                             \
+    {                                                                                              \
+        .minor = 8,                                                                                \
+        .rt_finalizing = 16,                                                                       \
+        .rt_tstate_current = 1368,                                                                 \
+        .rt_tss_key = 1392,                                                                        \
+        .ts_thread_id = 176,                                                                       \
+        .ts_frame = 24,                                                                            \
+        .ts_cframe = -1,                                                                           \
+        .cf_current_frame = -1,                                                                    \
+        .ts_current_frame = -1,                                                                    \
+        .f_back = 24,                                                                              \
+        .f_code = 32,                                                                              \
+        .f_lasti = 104,                                                                            \
+        .if_code = -1,                                                                             \
+        .if_previous = -1,                                                                         \
+        .if_instr = -1,                                                                            \
+        .if_owner = -1,                                                                            \
+        .if_is_entry = -1,                                                                         \
+        .co_firstlineno = 40,                                                                      \
+        .co_filename = 104,                                                                        \
+        .co_name = 112,                                                                            \
+        .co_qualname = -1,                                                                         \
+        .co_linetable = 120,                                                                       \
+        .co_code_adaptive = -1,                                                                    \
+        .co_firsttraceable = -1,                                                                   \
+        .table_format = 1,                                                                         \
+        .ascii_size = 48,                                                                          \
+        .compact_size = 72                                                                         \
+    }
+
+#define MP_PYLAYOUT_39                                                                             \
+    {                                                                                              \
+        .minor = 9,                                                                                \
+        .rt_finalizing = 16,                                                                       \
+        .rt_tstate_current = 568,                                                                  \
+        .rt_tss_key = 584,                                                                         \
+        .ts_thread_id = 176,                                                                       \
+        .ts_frame = 24,                                                                            \
+        .ts_cframe = -1,                                                                           \
+        .cf_current_frame = -1,                                                                    \
+        .ts_current_frame = -1,                                                                    \
+        .f_back = 24,                                                                              \
+        .f_code = 32,                                                                              \
+        .f_lasti = 104,                                                                            \
+        .if_code = -1,                                                                             \
+        .if_previous = -1,                                                                         \
+        .if_instr = -1,                                                                            \
+        .if_owner = -1,                                                                            \
+        .if_is_entry = -1,                                                                         \
+        .co_firstlineno = 40,                                                                      \
+        .co_filename = 104,                                                                        \
+        .co_name = 112,                                                                            \
+        .co_qualname = -1,                                                                         \
+        .co_linetable = 120,                                                                       \
+        .co_code_adaptive = -1,                                                                    \
+        .co_firsttraceable = -1,                                                                   \
+        .table_format = 1,                                                                         \
+        .ascii_size = 48,                                                                          \
+        .compact_size = 72                                                                         \
+    }
+
+#define MP_PYLAYOUT_310                                                                            \
+    {                                                                                              \
+        .minor = 10,                                                                               \
+        .rt_finalizing = 16,                                                                       \
+        .rt_tstate_current = 568,                                                                  \
+        .rt_tss_key = 584,                                                                         \
+        .ts_thread_id = 176,                                                                       \
+        .ts_frame = 24,                                                                            \
+        .ts_cframe = -1,                                                                           \
+        .cf_current_frame = -1,                                                                    \
+        .ts_current_frame = -1,                                                                    \
+        .f_back = 24,                                                                              \
+        .f_code = 32,                                                                              \
+        .f_lasti = 96,                                                                             \
+        .if_code = -1,                                                                             \
+        .if_previous = -1,                                                                         \
+        .if_instr = -1,                                                                            \
+        .if_owner = -1,                                                                            \
+        .if_is_entry = -1,                                                                         \
+        .co_firstlineno = 40,                                                                      \
+        .co_filename = 104,                                                                        \
+        .co_name = 112,                                                                            \
+        .co_qualname = -1,                                                                         \
+        .co_linetable = 120,                                                                       \
+        .co_code_adaptive = -1,                                                                    \
+        .co_firsttraceable = -1,                                                                   \
+        .table_format = 2,                                                                         \
+        .ascii_size = 48,                                                                          \
+        .compact_size = 72                                                                         \
+    }
+
+#define MP_PYLAYOUT_311                                                                            \
+    {                                                                                              \
+        .minor = 11,                                                                               \
+        .rt_finalizing = 24,                                                                       \
+        .rt_tstate_current = 576,                                                                  \
+        .rt_tss_key = 592,                                                                         \
+        .ts_thread_id = 152,                                                                       \
+        .ts_frame = -1,                                                                            \
+        .ts_cframe = 56,                                                                           \
+        .cf_current_frame = 8,                                                                     \
+        .ts_current_frame = -1,                                                                    \
+        .f_back = -1,                                                                              \
+        .f_code = -1,                                                                              \
+        .f_lasti = -1,                                                                             \
+        .if_code = 32,                                                                             \
+        .if_previous = 48,                                                                         \
+        .if_instr = 56,                                                                            \
+        .if_owner = 69,                                                                            \
+        .if_is_entry = 68,                                                                         \
+        .co_firstlineno = 72,                                                                      \
+        .co_filename = 112,                                                                        \
+        .co_name = 120,                                                                            \
+        .co_qualname = 128,                                                                        \
+        .co_linetable = 136,                                                                       \
+        .co_code_adaptive = 184,                                                                   \
+        .co_firsttraceable = 168,                                                                  \
+        .table_format = 3,                                                                         \
+        .ascii_size = 48,                                                                          \
+        .compact_size = 72                                                                         \
+    }
+
+#define MP_PYLAYOUT_312                                                                            \
+    {                                                                                              \
+        .minor = 12,                                                                               \
+        .rt_finalizing = 24,                                                                       \
+        .rt_tstate_current = -1,                                                                   \
+        .rt_tss_key = 1544,                                                                        \
+        .ts_thread_id = 136,                                                                       \
+        .ts_frame = -1,                                                                            \
+        .ts_cframe = 56,                                                                           \
+        .cf_current_frame = 0,                                                                     \
+        .ts_current_frame = -1,                                                                    \
+        .f_back = -1,                                                                              \
+        .f_code = -1,                                                                              \
+        .f_lasti = -1,                                                                             \
+        .if_code = 0,                                                                              \
+        .if_previous = 8,                                                                          \
+        .if_instr = 56,                                                                            \
+        .if_owner = 70,                                                                            \
+        .if_is_entry = -1,                                                                         \
+        .co_firstlineno = 68,                                                                      \
+        .co_filename = 112,                                                                        \
+        .co_name = 120,                                                                            \
+        .co_qualname = 128,                                                                        \
+        .co_linetable = 136,                                                                       \
+        .co_code_adaptive = 192,                                                                   \
+        .co_firsttraceable = 176,                                                                  \
+        .table_format = 3,                                                                         \
+        .ascii_size = 40,                                                                          \
+        .compact_size = 56                                                                         \
+    }
+
+#define MP_PYLAYOUT_313                                                                            \
+    {                                                                                              \
+        .minor = 13,                                                                               \
+        .rt_finalizing = 608,                                                                      \
+        .rt_tstate_current = -1,                                                                   \
+        .rt_tss_key = 2160,                                                                        \
+        .ts_thread_id = 152,                                                                       \
+        .ts_frame = -1,                                                                            \
+        .ts_cframe = -1,                                                                           \
+        .cf_current_frame = -1,                                                                    \
+        .ts_current_frame = 72,                                                                    \
+        .f_back = -1,                                                                              \
+        .f_code = -1,                                                                              \
+        .f_lasti = -1,                                                                             \
+        .if_code = 0,                                                                              \
+        .if_previous = 8,                                                                          \
+        .if_instr = 56,                                                                            \
+        .if_owner = 70,                                                                            \
+        .if_is_entry = -1,                                                                         \
+        .co_firstlineno = 68,                                                                      \
+        .co_filename = 112,                                                                        \
+        .co_name = 120,                                                                            \
+        .co_qualname = 128,                                                                        \
+        .co_linetable = 136,                                                                       \
+        .co_code_adaptive = 200,                                                                   \
+        .co_firsttraceable = 184,                                                                  \
+        .table_format = 3,                                                                         \
+        .ascii_size = 40,                                                                          \
+        .compact_size = 56                                                                         \
+    }
+
+/* clang-format on */
+
 /* Frame owners (3.11+), CPython's FRAME_OWNED_BY_*. */
 enum { mp_py_owned_by_thread = 0, mp_py_owned_by_generator = 1, mp_py_owned_by_cstack = 3 };
 

@@ -162,7 +162,9 @@ hook_free_t(void *ctx, void *p, int fam) {
         hook_free_t(ctx, p, fam);                                                                  \
     }
 HOOKS(any, MP_PYFAM_ANY)
-HOOKS(fo, MP_PYFAM_FO)
+HOOKS(38, MP_PYFAM_38)
+HOOKS(39, MP_PYFAM_39)
+HOOKS(310, MP_PYFAM_310)
 HOOKS(311, MP_PYFAM_311)
 HOOKS(312, MP_PYFAM_312)
 HOOKS(313, MP_PYFAM_313)
@@ -171,7 +173,9 @@ HOOKS(313, MP_PYFAM_313)
 /* By family (MP_PYFAM_*); ctx is filled in by install. */
 static const pymem_allocator_t hook_sets[MP_PYFAM_COUNT] = {
     {NULL, hook_malloc_any, hook_calloc_any, hook_realloc_any, hook_free_any},
-    {NULL, hook_malloc_fo, hook_calloc_fo, hook_realloc_fo, hook_free_fo},
+    {NULL, hook_malloc_38, hook_calloc_38, hook_realloc_38, hook_free_38},
+    {NULL, hook_malloc_39, hook_calloc_39, hook_realloc_39, hook_free_39},
+    {NULL, hook_malloc_310, hook_calloc_310, hook_realloc_310, hook_free_310},
     {NULL, hook_malloc_311, hook_calloc_311, hook_realloc_311, hook_free_311},
     {NULL, hook_malloc_312, hook_calloc_312, hook_realloc_312, hook_free_312},
     {NULL, hook_malloc_313, hook_calloc_313, hook_realloc_313, hook_free_313},
