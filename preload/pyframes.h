@@ -38,9 +38,9 @@ extern mp_pyenv_t mp_pyenv;
  * compile time (mp_pyL); MP_PYFAM_ANY reads both at run time, from mp_pyenv.L. */
 enum {
     MP_PYFAM_ANY = 0,
-    MP_PYFAM_38 = 1, /* 3.8-3.10: GIL holder, else TSS; frame objects (two key words a frame) */
-    MP_PYFAM_39 = 2,
-    MP_PYFAM_310 = 3,
+    MP_PYFAM_38 = 1,  /* 3.8: GIL holder, else TSS; frame objects (two key words a frame) */
+    MP_PYFAM_39 = 2,  /* 3.9: as 3.8 */
+    MP_PYFAM_310 = 3, /* 3.10: as 3.8 */
     MP_PYFAM_311 = 4, /* 3.11: GIL holder, else TSS; cframe->current_frame */
     MP_PYFAM_312 = 5, /* 3.12: TSS; cframe->current_frame */
     MP_PYFAM_313 = 6, /* 3.13: TSS; current_frame */
