@@ -58,7 +58,7 @@ mp_sites_by_line(const mp_model_t *m, const mp_site_t *sites, size_t n, mp_line_
             const mp_pycode_t *c = mp_model_pycode(m, mp_pyframe_code(frames[k]));
             if (!c) continue;
             it[i].s.file = c->filename;
-            it[i].s.line = mp_pysym_line(c, mp_pyframe_offset(frames[k]));
+            it[i].s.line = mp_pysym_line(m, c, mp_pyframe_offset(frames[k]));
             it[i].s.function = mp_pysym_name(c);
             break;
         }

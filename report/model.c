@@ -132,7 +132,8 @@ struct mp_model_priv_s {
     mp_rec_trailer_t trailer;
     uint64_t lost_sum;
     live_t live;
-    mp_u64map_t pycode_idx; /* code id -> index into m->pycodes */
+    mp_u64map_t pycode_idx;  /* code id -> index into m->pycodes */
+    mp_u64map_t pyline_memo; /* (code id << 32 | offset) -> line: mp_model_pyline_memo */
     size_t cappycodes;
 };
 
@@ -644,6 +645,11 @@ mp_at_name(mp_at_t at) {
     }
 }
 
+mp_u64map_t *
+mp_model_pyline_memo(const mp_model_t *m) {
+    return &m->priv->pyline_memo;
+}
+
 const mp_pycode_t *
 mp_model_pycode(const mp_model_t *m, uint64_t id) {
     const struct mp_model_priv_s *pv = m->priv;
@@ -682,6 +688,7 @@ mp_model_free(mp_model_t *m) {
         free(pv->anchors);
         free(pv->live.t);
         mp_u64map_free(&pv->pycode_idx);
+        mp_u64map_free(&pv->pyline_memo);
         free(pv);
     }
     mp_perline_free(m->perline);

@@ -149,6 +149,10 @@ void mp_model_free(mp_model_t *m);
 bool mp_model_stack(const mp_model_t *m, uint64_t id, const uint64_t **frames, size_t *n);
 /* The PYCODE record with this id, or NULL. */
 const mp_pycode_t *mp_model_pycode(const mp_model_t *m, uint64_t id);
+/* The lines of Python frames looked up so far, (code id << 32 | offset) -> line (pysym.c's
+ * mp_pysym_line): a view asks for the same few frames of every stack again and again, and each
+ * answer decodes the code's line table from its start. Owned by m. */
+struct mp_u64map_s *mp_model_pyline_memo(const mp_model_t *m);
 /* "main_end", "exit" or "end_of_data". */
 const char *mp_at_name(mp_at_t at);
 

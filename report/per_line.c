@@ -159,7 +159,7 @@ stack_of(struct mp_perline_priv_s *pv, uint64_t id) {
         int seen = 0;
         for (size_t j = s.funcs; j < pv->nsfuncs && !seen; j++) seen = pv->sfuncs[j] == fn;
         if (seen) continue;
-        size_t row = row_of(pv, fn, mp_pysym_line(c, mp_pyframe_offset(frames[i])));
+        size_t row = row_of(pv, fn, mp_pysym_line(pv->m, c, mp_pyframe_offset(frames[i])));
         if (row == SIZE_MAX || !PUSH(pv->srows, pv->nsrows, pv->capsrows) ||
             !PUSH(pv->sfuncs, pv->nsfuncs, pv->capsfuncs))
             return NULL;

@@ -31,8 +31,9 @@ mp_pyframe_offset(uint64_t v) {
     return (int32_t)(uint32_t)v;
 }
 
-/* The line of offset in code c: the table's answer, or c->firstlineno below 1. */
-int mp_pysym_line(const mp_pycode_t *c, int32_t offset);
+/* The line of offset in code c (a PYCODE record of m): the table's answer, or c->firstlineno
+ * below 1. Remembered per model (mp_model_pyline_memo). */
+int mp_pysym_line(const mp_model_t *m, const mp_pycode_t *c, int32_t offset);
 
 /* The name a code object is shown under: its qualname, else its name. */
 const char *mp_pysym_name(const mp_pycode_t *c);
