@@ -84,8 +84,9 @@ static int sets_used;
 unsigned mp_pyfast;
 
 /* The hooks, as templates of the layout family fam (pyframes.h): each is compiled once per family
- * (HOOKS below) so that the fast path's layout tests are resolved at compile time; the set that
- * matches the interpreter is installed (hook_family). */
+ * (HOOKS below), one family per CPython version, so that the fast path's layout tests are
+ * resolved and its offsets are immediates at compile time (mp_pyL); the set that matches the
+ * interpreter is installed (hook_family). */
 static MP_ALWAYS_INLINE void *
 hook_malloc_t(void *ctx, size_t n, int fam) {
     domain_t *d = ctx;
