@@ -33,9 +33,10 @@ extern mp_pyenv_t mp_pyenv;
 #define MP_PYFRAME(code_id, addr)                                                                  \
     ((1ull << 63) | ((uint64_t)(code_id) << 32) | (uint64_t)(uint32_t)(int32_t)(addr))
 
-/* Layout families: one per version memprof has a layout for. The Python hooks are compiled once
- * per family (python.c), with the layout's tests resolved and its offsets made immediates at
- * compile time (mp_pyL); MP_PYFAM_ANY reads both at run time, from mp_pyenv.L. */
+/* Layout families: one per version memprof has a layout for, in the order of pylayout.h's
+ * mp_pylayouts. The Python hooks are compiled once per family (python.c), with the layout's tests
+ * resolved and its offsets made immediates at compile time (mp_pyL); MP_PYFAM_ANY reads both at
+ * run time, from mp_pyenv.L. */
 enum {
     MP_PYFAM_ANY = 0,
     MP_PYFAM_38 = 1,  /* 3.8: GIL holder, else TSS; frame objects (two key words a frame) */
@@ -46,39 +47,26 @@ enum {
     MP_PYFAM_313 = 6, /* 3.13: TSS; current_frame */
     MP_PYFAM_COUNT = 7
 };
+_Static_assert(MP_PYFAM_COUNT - MP_PYFAM_38 == MP_PYLAYOUT_COUNT, "a family per layout table");
 
-/* The family of a layout (one of pylayout.c's tables), or MP_PYFAM_ANY. */
+/* The family of layout L, one of mp_pylayouts (mp_pylayout_for's answer): its place there, the
+ * table being in order from 3.8 (else MP_PYFAM_ANY: the general path, whose tests are made at
+ * run time). */
 static inline int
 mp_pyframes_family(const mp_pylayout_t *L) {
-    return L->minor >= 8 && L->minor <= 13 ? MP_PYFAM_38 + (L->minor - 8) : MP_PYFAM_ANY;
+    unsigned i = (unsigned)(L - mp_pylayouts);
+    return L->minor == 8 + i ? MP_PYFAM_38 + (int)i : MP_PYFAM_ANY;
 }
 
-/* The layout the per-event path reads: for a version's family its table as a constant (equal to
- * mp_pyenv.L, copied from the same table, whenever that family's hooks take their fast path), so
- * that each offset is an immediate and no register holds it; for MP_PYFAM_ANY, mp_pyenv.L. It took
- * 14 instructions off each event of scripts/bench_py/churn.py and 16 off mix.py's (cachegrind,
- * 3.11; with one family for 3.8-3.10, the offsets were read from mp_pyenv.L on every event). */
+/* The layout the per-event path reads: for a version's family its table in mp_pylayouts (equal
+ * to mp_pyenv.L, copied from that table, whenever that family's hooks take their fast path),
+ * whose offsets link-time optimization folds into immediates, so that no load or register is
+ * spent on them; for MP_PYFAM_ANY, mp_pyenv.L. It took 14 instructions off each event of
+ * scripts/bench_py/churn.py and 16 off mix.py's (cachegrind, 3.11; with one family for 3.8-3.10,
+ * the offsets were read from mp_pyenv.L on every event). */
 static inline const mp_pylayout_t *
 mp_pyL(int fam) {
-    static const mp_pylayout_t l38 = MP_PYLAYOUT_38, l39 = MP_PYLAYOUT_39, l310 = MP_PYLAYOUT_310,
-                               l311 = MP_PYLAYOUT_311, l312 = MP_PYLAYOUT_312,
-                               l313 = MP_PYLAYOUT_313;
-    switch (fam) {
-        case MP_PYFAM_38:
-            return &l38;
-        case MP_PYFAM_39:
-            return &l39;
-        case MP_PYFAM_310:
-            return &l310;
-        case MP_PYFAM_311:
-            return &l311;
-        case MP_PYFAM_312:
-            return &l312;
-        case MP_PYFAM_313:
-            return &l313;
-        default:
-            return &mp_pyenv.L;
-    }
+    return fam == MP_PYFAM_ANY ? &mp_pyenv.L : &mp_pylayouts[fam - MP_PYFAM_38];
 }
 
 /* Whether the layout has the GIL holder's state (<= 3.11), frame objects (<= 3.10), or the
