@@ -42,7 +42,17 @@ on_thread_exit(void *arg) {
         t->ring = NULL;
     }
     t->status = mp_thread_exited;
+    mp_thread_refresh(t);
     t->guard--;
+}
+
+void
+mp_state_set(int state) {
+    mp_store_release(&mp_state, state);
+    if (state == mp_state_running)
+        __atomic_fetch_and(&mp_pyfast, ~(unsigned)mp_pyfast_off, __ATOMIC_SEQ_CST);
+    else
+        __atomic_fetch_or(&mp_pyfast, mp_pyfast_off, __ATOMIC_SEQ_CST);
 }
 
 int
@@ -81,6 +91,7 @@ take_ring(mp_thread_t *t) {
     if (t->status == mp_thread_new) {
         t->ring = r;
         t->status = mp_thread_active;
+        mp_thread_refresh(t);
         pthread_setspecific(exit_key, (void *)1); /* arms on_thread_exit */
     }
     return r;
@@ -526,6 +537,15 @@ mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *
 }
 
 uint32_t
+mp_capture_py_fast(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr, size_t size,
+                   int fam) {
+    mp_ring_t *r = t->ring; /* fast: active, its own ring, kept */
+    uint32_t stack = thread_stack(t, r, fam, 0);
+    encode_event(r, kind, allocator, ptr, size, stack);
+    return stack;
+}
+
+uint32_t
 mp_capture_py_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr, size_t size,
                     int fam) {
     /* mp_pyfast equals fam only while every test of the general path comes out the usual way:
@@ -534,10 +554,7 @@ mp_capture_py_event(mp_thread_t *t, unsigned kind, unsigned allocator, const voi
     if (fam == MP_PYFAM_ANY || MP_UNLIKELY(mp_load_acquire(&mp_pyfast) != (unsigned)fam) ||
         MP_UNLIKELY(t->status != mp_thread_active) || MP_UNLIKELY(t->frees_only))
         return mp_capture_event(t, kind, allocator, ptr, size);
-    mp_ring_t *r = t->ring; /* active: its own, kept */
-    uint32_t stack = thread_stack(t, r, fam, 0);
-    encode_event(r, kind, allocator, ptr, size, stack);
-    return stack;
+    return mp_capture_py_fast(t, kind, allocator, ptr, size, fam);
 }
 
 /* The second event of a realloc, from the same point of the same thread as the FREE recorded

@@ -16,7 +16,16 @@
 /* Per-thread state: one initial-exec TLS block, so reaching it never calls into the dynamic
  * loader (which could allocate) - the model for the "recursion guard" of DESIGN.md. */
 typedef struct mp_thread_s {
-    int guard;       /* > 0 while inside a hook or memprof's own code: nested calls pass through */
+    /* fast and guard, read as one word by the Python hooks' fast path (python.c): word == 1 says
+     * that fast is 1 and guard 0 in one load and one compare. fast is 0 in a zeroed (new) TLS
+     * block, so a thread's first event takes the general path, which gives it its ring. */
+    union {
+        struct {
+            int fast;  /* 1 while status is active and frees_only 0 (mp_thread_refresh) */
+            int guard; /* > 0 inside a hook or memprof's own code: nested calls pass through */
+        };
+        uint64_t word;
+    };
     int status;      /* mp_thread_* */
     int resolving;   /* this thread is resolving the real allocator (bootstrap arena) */
     int frees_only;  /* > 0: record frees but not allocations (memprof's own Python calls) */
@@ -30,12 +39,23 @@ typedef struct mp_thread_s {
 } mp_thread_t;
 
 enum { mp_thread_new = 0, mp_thread_active = 1, mp_thread_exited = 2 };
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "mp_thread_t.word == 1 reads fast first");
+
+/* After a change of t's status or frees_only. */
+static inline void
+mp_thread_refresh(mp_thread_t *t) {
+    t->fast = t->status == mp_thread_active && t->frees_only == 0;
+}
 
 extern __thread mp_thread_t mp_thread __attribute__((tls_model("initial-exec")));
 
 /* Global tracking state. */
 enum { mp_state_off = 0, mp_state_running = 1, mp_state_stopping = 2, mp_state_disabled = 3 };
-extern int mp_state;   /* hooks record only while mp_state_running */
+extern int mp_state; /* hooks record only while mp_state_running; set with mp_state_set */
+/* Set mp_state (release), and python.h's mp_pyfast_off bit with it, which the Python hooks' fast
+ * path tests instead of mp_state. A hook that read the bit just before the change records its
+ * event, as one that read mp_state just before it always has. */
+void mp_state_set(int state);
 extern int mp_abandon; /* nonzero: producers stop waiting for ring space */
 /* The process-wide sequence counter (FORMAT.md 6), alone on its cache line: every producer
  * thread updates it, and a flag read on every event next to it would miss each time. */
@@ -69,6 +89,9 @@ uint32_t mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, con
  * and the general path's tests left out; otherwise mp_capture_event. */
 uint32_t mp_capture_py_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
                              size_t size, int fam);
+/* The fast path itself: only while t->word == 1 and mp_pyfast == fam (fam not MP_PYFAM_ANY). */
+uint32_t mp_capture_py_fast(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
+                            size_t size, int fam);
 /* After a realloc of p (NULL: it allocates) returned q, p's FREE having been recorded before the
  * call by mp_capture_event, which returned stack: q's ALLOC, or, when the call failed and p is
  * still the caller's (kept), a REALLOC_FAIL. Reuses stack rather than walking again (unless the

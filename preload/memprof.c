@@ -199,7 +199,7 @@ after_fork_child(void) {
     t->guard++;
     mp_writer_forget(); /* the parent's writer thread does not exist in the child */
     if (!cfg.follow) {
-        mp_store_release(&mp_state, mp_state_disabled);
+        mp_state_set(mp_state_disabled);
         t->guard--;
         return;
     }
@@ -207,7 +207,7 @@ after_fork_child(void) {
     mp_capture_after_fork_child(t);
     if (start_writer(1) != 0) {
         mp_store_release(&mp_abandon, 1);
-        mp_store_release(&mp_state, mp_state_disabled);
+        mp_state_set(mp_state_disabled);
     }
     t->guard--;
 }
@@ -229,7 +229,7 @@ mp_start(void) {
     pthread_atfork(NULL, NULL, after_fork_child);
     if (cfg.python && mp_pycode_init(CODE_SLOTS, CODE_ARENA) == 0) python_found = mp_python_init(1);
     if (start_writer(0) != 0) goto out;
-    mp_store_release(&mp_state, mp_state_running);
+    mp_state_set(mp_state_running);
 out:
     t->guard--;
 }
@@ -242,6 +242,7 @@ finish(unsigned marker) {
     if (mp_load_relaxed(&mp_state) != mp_state_running || mp_sys_getpid() != owner_pid) return;
     int expect = mp_state_running;
     if (!mp_cas_acq_rel(&mp_state, &expect, mp_state_stopping)) return;
+    mp_state_set(mp_state_stopping); /* and the Python hooks' fast path off */
     mp_thread_t *t = &mp_thread;
     t->guard++;
     uint64_t seq = mp_fetch_add_relaxed(&mp_seq, 1);
@@ -291,12 +292,12 @@ mp_lifecycle_exec_failed(void) {
     mp_thread_t *t = &mp_thread;
     t->guard++;
     mp_store_relaxed(&mp_abandon, 0);
-    mp_store_release(&mp_state, mp_state_off);
+    mp_state_set(mp_state_off);
     if (start_writer(0) == 0) {
-        mp_store_release(&mp_state, mp_state_running);
+        mp_state_set(mp_state_running);
     } else {
         mp_store_release(&mp_abandon, 1);
-        mp_store_release(&mp_state, mp_state_disabled);
+        mp_state_set(mp_state_disabled);
     }
     t->guard--;
 }

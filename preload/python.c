@@ -81,14 +81,29 @@ typedef struct domain_s {
 #define INSTALL_SETS 4
 static domain_t domains[INSTALL_SETS][3];
 static int sets_used;
-unsigned mp_pyfast;
+unsigned mp_pyfast = mp_pyfast_off;
 
 /* The hooks, as templates of the layout family fam (pyframes.h): each is compiled once per family
  * (HOOKS below), one family per CPython version, so that the fast path's layout tests are
  * resolved and its offsets are immediates at compile time (mp_pyL); the set that matches the
- * interpreter is installed (hook_family). */
-static MP_ALWAYS_INLINE void *
-hook_malloc_t(void *ctx, size_t n, int fam) {
+ * interpreter is installed (hook_family).
+ *
+ * Each hook is its fast path, inlined, and a general one out of line (hook_*_gen: guard, state,
+ * mp_capture_py_event's tests). The fast path sets the guard to 1 and back to 0 rather than
+ * counting: it runs only when the guard was 0. */
+
+/* Whether the fast path applies to an event of t from hooks of family fam: fam is the installed
+ * family and every general test comes out the usual way (mp_pyfast, which includes mp_state), and
+ * t has its own ring, records allocations and is not inside memprof (t->word): two loads and two
+ * compares, where there were five of each. */
+static MP_ALWAYS_INLINE int
+fast(const mp_thread_t *t, int fam) {
+    return fam != MP_PYFAM_ANY && MP_LIKELY(t->word == 1) &&
+           MP_LIKELY(mp_load_relaxed(&mp_pyfast) == (unsigned)fam);
+}
+
+static MP_NOINLINE void *
+hook_malloc_gen(void *ctx, size_t n, int fam) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
     if (!mp_tracking(t)) return d->orig.malloc(d->orig.ctx, n);
@@ -100,7 +115,19 @@ hook_malloc_t(void *ctx, size_t n, int fam) {
 }
 
 static MP_ALWAYS_INLINE void *
-hook_calloc_t(void *ctx, size_t n, size_t m, int fam) {
+hook_malloc_t(void *ctx, size_t n, int fam) {
+    domain_t *d = ctx;
+    mp_thread_t *t = &mp_thread;
+    if (!fast(t, fam)) return hook_malloc_gen(ctx, n, fam);
+    t->guard = 1;
+    void *p = d->orig.malloc(d->orig.ctx, n);
+    if (p) mp_capture_py_fast(t, MP_EV_ALLOC, d->allocator, p, n, fam);
+    t->guard = 0;
+    return p;
+}
+
+static MP_NOINLINE void *
+hook_calloc_gen(void *ctx, size_t n, size_t m, int fam) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
     size_t total;
@@ -110,6 +137,20 @@ hook_calloc_t(void *ctx, size_t n, size_t m, int fam) {
     void *p = d->orig.calloc(d->orig.ctx, n, m);
     if (p) mp_capture_py_event(t, MP_EV_ALLOC, d->allocator, p, total, fam);
     t->guard--;
+    return p;
+}
+
+static MP_ALWAYS_INLINE void *
+hook_calloc_t(void *ctx, size_t n, size_t m, int fam) {
+    domain_t *d = ctx;
+    mp_thread_t *t = &mp_thread;
+    size_t total;
+    if (!fast(t, fam) || __builtin_mul_overflow(n, m, &total))
+        return hook_calloc_gen(ctx, n, m, fam);
+    t->guard = 1;
+    void *p = d->orig.calloc(d->orig.ctx, n, m);
+    if (p) mp_capture_py_fast(t, MP_EV_ALLOC, d->allocator, p, total, fam);
+    t->guard = 0;
     return p;
 }
 
@@ -129,16 +170,20 @@ hook_realloc_t(void *ctx, void *p, size_t n, int fam) {
     return q;
 }
 
+/* A code object's memory is about to be reused: end the walk memos (capture.c) that know its
+ * address. Its header is intact here, freed by its own dealloc; every OBJ block has at least 16
+ * readable bytes (pymalloc's alignment; malloc's minimum chunk). Tracked or not. */
 static MP_ALWAYS_INLINE void
-hook_free_t(void *ctx, void *p, int fam) {
-    domain_t *d = ctx;
-    mp_thread_t *t = &mp_thread;
-    /* A code object's memory is about to be reused: end the walk memos (capture.c) that know
-     * its address. Its header is intact here, freed by its own dealloc; every OBJ block has at
-     * least 16 readable bytes (pymalloc's alignment; malloc's minimum chunk). Tracked or not. */
+code_freed(const domain_t *d, void *p) {
     if (d->allocator == MP_ALLOC_PYMEM_OBJ && p && mp_pyenv.code_type) {
         if (mp_ldp(p, 8) == mp_pyenv.code_type) mp_fetch_add_relaxed(&mp_pycode_gen, 1);
     }
+}
+
+static MP_NOINLINE void
+hook_free_gen(void *ctx, void *p, int fam) {
+    domain_t *d = ctx;
+    mp_thread_t *t = &mp_thread;
     if (!p || !mp_tracking(t)) {
         d->orig.free(d->orig.ctx, p);
         return;
@@ -147,6 +192,21 @@ hook_free_t(void *ctx, void *p, int fam) {
     mp_capture_py_event(t, MP_EV_FREE, d->allocator, p, 0, fam);
     d->orig.free(d->orig.ctx, p);
     t->guard--;
+}
+
+static MP_ALWAYS_INLINE void
+hook_free_t(void *ctx, void *p, int fam) {
+    domain_t *d = ctx;
+    mp_thread_t *t = &mp_thread;
+    code_freed(d, p);
+    if (!p || !fast(t, fam)) {
+        hook_free_gen(ctx, p, fam);
+        return;
+    }
+    t->guard = 1;
+    mp_capture_py_fast(t, MP_EV_FREE, d->allocator, p, 0, fam);
+    d->orig.free(d->orig.ctx, p);
+    t->guard = 0;
 }
 
 #define HOOKS(sfx, fam)                                                                            \
@@ -310,6 +370,7 @@ pending(void *arg) {
      * memprof's, not the program's, so allocations are not recorded; frees still are (a free
      * missed here would leave a block of the program live forever: a phantom leak). */
     t->frees_only++;
+    mp_thread_refresh(t);
     if (!checks_done) {
         unsigned hooks = info.hooks;
         const char *alloc = NULL;
@@ -338,6 +399,7 @@ pending(void *arg) {
     int later = in_module_lock();
     if (!later) register_main_end();
     t->frees_only--;
+    mp_thread_refresh(t);
     if (!later)
         mp_store_release(&pending_state, 2);
     else if (api.add_pending_call(pending, NULL) != 0)
@@ -459,8 +521,10 @@ mp_python_init(int walk) {
     /* The hooks compiled for this layout; the fast path stays off until stacks are on and
      * start-up is over (and for good with native stacks). */
     hook_family = L ? mp_pyframes_family(L) : MP_PYFAM_ANY;
-    mp_store_release(&mp_pyfast, (unsigned)hook_family | mp_pyfast_watch | mp_pyfast_nowalk |
-                                     (mp_native ? mp_pyfast_native : 0u));
+    __atomic_fetch_or(&mp_pyfast,
+                      (unsigned)hook_family | mp_pyfast_watch | mp_pyfast_nowalk |
+                          (mp_native ? mp_pyfast_native : 0u),
+                      __ATOMIC_SEQ_CST);
     unsigned hooks = install();
     found = 1;
     const void *code_type = sym("PyCode_Type");

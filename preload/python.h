@@ -29,12 +29,18 @@ extern int mp_python_running;
  *   them, and clears the bit once Python code runs;
  * - mp_pyfast_nowalk: Python stacks off (mp_pyenv.walk: no layout for this version, or a failed
  *   self-test);
- * - mp_pyfast_native: native stacks (MEMPROF_NATIVE).
- * One word, so one test on every event replaces four; the bits change only by atomic and/or, so
- * no update is lost to another. Hooks compiled for another family, or for none, never match. 0
- * (no bit) in a process without Python. */
+ * - mp_pyfast_native: native stacks (MEMPROF_NATIVE);
+ * - mp_pyfast_off: tracking is not running (mp_state, set with capture.h's mp_state_set).
+ * One word, so one test on every event replaces five; the bits change only by atomic and/or, so
+ * no update is lost to another. Hooks compiled for another family, or for none, never match.
+ * mp_pyfast_off alone in a process without Python. */
 extern unsigned mp_pyfast;
-enum { mp_pyfast_watch = 1u << 8, mp_pyfast_nowalk = 1u << 9, mp_pyfast_native = 1u << 10 };
+enum {
+    mp_pyfast_watch = 1u << 8,
+    mp_pyfast_nowalk = 1u << 9,
+    mp_pyfast_native = 1u << 10,
+    mp_pyfast_off = 1u << 11
+};
 void mp_python_recheck(void);
 
 /* The PYTHON record (FORMAT.md 5.11). gen changes whenever the content does. */

@@ -105,7 +105,7 @@ flush(void) {
         /* Disk full or similar: stop tracking, tell the user once, let the host run on. */
         W.failed = 1;
         mp_store_release(&mp_abandon, 1);
-        mp_store_release(&mp_state, mp_state_disabled);
+        mp_state_set(mp_state_disabled);
         mp_sys_log2("write failed, tracking stopped; dump is incomplete: ", W.o.path);
     }
 }

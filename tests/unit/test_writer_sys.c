@@ -34,6 +34,10 @@
 
 __thread mp_thread_t mp_thread __attribute__((tls_model("initial-exec")));
 int mp_state;
+void
+mp_state_set(int state) {
+    mp_store_release(&mp_state, state);
+}
 int mp_abandon;
 mp_seq_line_t mp_seq_line;
 int mp_native;
