@@ -1,6 +1,7 @@
 /* ring.c - ring registry, claiming and the full-ring slow path (see ring.h for the contract).
  *
- * What this is not: the event encoder (ring.h, mp_ring_encode) or the event builder (capture.c).
+ * What this is not: the event encoder's short form (ring.h, mp_ring_encode; its long form is here)
+ * or the event builder (capture.c).
  * Memory comes from mmap only, never malloc: these functions run inside interposed allocation
  * calls.
  */
@@ -108,6 +109,28 @@ mp_ring_push_slow(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t *seq
     uint64_t seq = __atomic_fetch_add(seqs, 1, __ATOMIC_RELAXED); /* as in mp_ring_push */
     publish_slow(r, mp_ring_encode(r, p, kind, allocator, seq, ptr, size, stack));
     return 0;
+}
+
+size_t
+mp_ring_encode_long(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned allocator, uint64_t seq,
+                    uint64_t ptr, uint64_t size, uint32_t stack) {
+    uint8_t *start = p;
+    int has_stack = kind != MP_EV_REALLOC_FAIL, same = has_stack && stack == r->last_stack;
+    *p++ = (uint8_t)(allocator << 3 | (unsigned)same << 2 | kind);
+    p += mp_pvarint_put(p, seq - r->last_seq);
+    p += mp_pvarint_put(p, mp_zigzag((int64_t)(ptr - r->last_ptr)));
+    if (kind == MP_EV_ALLOC) {
+        p += mp_pvarint_put(p, size);
+        __atomic_store_n(&r->alloc_bytes, r->alloc_bytes + size, __ATOMIC_RELAXED);
+    }
+    if (has_stack && !same) {
+        p += mp_pvarint_put(p, stack);
+        r->last_stack = stack;
+    }
+    r->last_seq = seq;
+    r->last_ptr = ptr;
+    __atomic_store_n(&r->count[kind], r->count[kind] + 1, __ATOMIC_RELAXED);
+    return (size_t)(p - start);
 }
 
 int

@@ -660,6 +660,7 @@ mp_events_init(mp_events_t *it, const mp_reader_t *r, const mp_rec_events_t *ev)
     it->p = ev->first;
     it->end = ev->end;
     it->cont = ev->cont;
+    it->short_form = ev->cont && r->hdr.major >= 4;
     if (ev->cont) {
         it->left = UINT64_MAX;
         return;
@@ -680,6 +681,44 @@ event_field_error(const mp_events_t *it, const uint8_t *p, const char *field, mp
     return varint_error(p, it->end, it->base, doing, field, err);
 }
 
+/* A 4.0 STREAM event in the short form (FORMAT.md 5.12), after its head byte: seq + 1, then
+ * fixed-width fields (little-endian): the ptr delta / 16, zigzagged, in 3 bytes; an ALLOC's size
+ * in 2; the stack in 3 unless the head's bit 2 says it is the previous one's. */
+static int
+short_event(mp_events_t *it, uint8_t head, unsigned kind, int same_stack, mp_event_t *ev,
+            mp_err_t *err) {
+    size_t need =
+        3 + (kind == MP_EV_ALLOC ? 2 : 0) + (kind != MP_EV_REALLOC_FAIL && !same_stack ? 3 : 0);
+    const uint8_t *p = it->p;
+    if ((size_t)(it->end - p) < need)
+        return mp_err_set(err, MP_EFIELD, (uint64_t)(p - it->base), doing_record(MP_REC_EVENTS),
+                          "short event runs past the record end");
+    uint64_t z = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16;
+    p += 3;
+    it->seq += 1;
+    it->ptr += (uint64_t)mp_unzigzag(z) << 4;
+    ev->seq = it->seq;
+    ev->ptr = it->ptr;
+    ev->kind = kind;
+    ev->allocator = MP_EV_ALLOCATOR(head);
+    ev->size = 0;
+    ev->stack = 0;
+    if (kind == MP_EV_ALLOC) {
+        ev->size = (uint64_t)p[0] | (uint64_t)p[1] << 8;
+        p += 2;
+    }
+    if (kind != MP_EV_REALLOC_FAIL) {
+        if (!same_stack) {
+            it->stack = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16;
+            p += 3;
+        }
+        ev->stack = it->stack;
+    }
+    it->p = p;
+    it->left--;
+    return 1;
+}
+
 int
 mp_events_next(mp_events_t *it, mp_event_t *ev, mp_err_t *err) {
     const char *doing = doing_record(MP_REC_EVENTS); /* STREAM events too */
@@ -689,14 +728,16 @@ mp_events_next(mp_events_t *it, mp_event_t *ev, mp_err_t *err) {
         return mp_err_set(err, MP_EFIELD, (uint64_t)(at - it->base), doing,
                           "event runs past the record end");
     uint8_t head = *it->p++;
-    /* STREAM (FORMAT.md 5.12): bit 7 says seq is the previous one's + 1, bit 2 that the stack is
-     * the previous one's; the kind is in bits 1..0. EVENTS (5.3): bit 7 clear, kind in 2..0. */
+    /* STREAM (FORMAT.md 5.12): bit 7 marks the short form (4.0; before, it said that seq is the
+     * previous one's + 1), bit 2 that the stack is the previous one's; the kind is in bits 1..0.
+     * EVENTS (5.3): bit 7 clear, kind in 2..0. */
     int seq1 = it->cont && (head & 0x80), same_stack = it->cont && (head & 4);
     unsigned kind = it->cont ? head & 3u : MP_EV_KIND(head);
     if ((!it->cont && (head & 0x80)) || kind > MP_EV_REALLOC_FAIL ||
         (same_stack && kind == MP_EV_REALLOC_FAIL))
         return mp_err_set(err, MP_EFIELD, (uint64_t)(at - it->base), doing,
                           "bad event head byte 0x%02x", head);
+    if (seq1 && it->short_form) return short_event(it, head, kind, same_stack, ev, err);
     /* STREAM events' integers are prefix varints (FORMAT.md 2.4), EVENTS' LEB128. */
     int (*get)(const uint8_t **, const uint8_t *, uint64_t *) =
         it->cont ? mp_pvarint_get : mp_varint_get;

@@ -212,6 +212,7 @@ typedef struct mp_events_s {
     uint64_t seq, ptr; /* the last event's: what deltas apply to */
     uint64_t stack;    /* the last ALLOC's or FREE's (STREAM's same-stack flag) */
     int cont;
+    int short_form; /* STREAM of a 4.0 dump: bit 7 of the head marks the short form (5.12) */
 } mp_events_t;
 
 /* Before a stream's first record: no previous event (seq, ptr and stack 0). */

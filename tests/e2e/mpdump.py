@@ -202,12 +202,28 @@ class Dump:
             if (not cont and head & 0x80) or kind > EV_REALLOC_FAIL or (
                     same and kind == EV_REALLOC_FAIL):
                 raise Corrupt("bad event head byte 0x%02x" % head)
-            seq = (seq + (1 if seq1 else get())) & 0xFFFFFFFFFFFFFFFF
-            z = get()
-            ptr = (ptr + ((z >> 1) ^ -(z & 1))) & 0xFFFFFFFFFFFFFFFF
-            size = get() if kind == EV_ALLOC else 0
-            if kind != EV_REALLOC_FAIL:
-                stack = stack if same else get()
+            if seq1 and self.major >= 4:
+                # 4.0 short form: seq + 1; the ptr delta / 16 zigzagged in 3 bytes, an ALLOC's
+                # size in 2, the stack in 3 unless bit 2 (little-endian)
+                def fixed(n):
+                    if c.pos + n > c.end:
+                        raise Corrupt("short event runs past its record")
+                    c.pos += n
+                    return int.from_bytes(c.buf[c.pos - n:c.pos], "little")
+                seq = (seq + 1) & 0xFFFFFFFFFFFFFFFF
+                z = fixed(3)
+                ptr = (ptr + 16 * ((z >> 1) ^ -(z & 1))) & 0xFFFFFFFFFFFFFFFF
+                size = fixed(2) if kind == EV_ALLOC else 0
+                if kind != EV_REALLOC_FAIL:
+                    stack = stack if same else fixed(3)
+            else:
+                # 2.x, 3.x: bit 7 says seq + 1; 4.0: the long form
+                seq = (seq + (1 if seq1 else get())) & 0xFFFFFFFFFFFFFFFF
+                z = get()
+                ptr = (ptr + ((z >> 1) ^ -(z & 1))) & 0xFFFFFFFFFFFFFFFF
+                size = get() if kind == EV_ALLOC else 0
+                if kind != EV_REALLOC_FAIL:
+                    stack = stack if same else get()
             ev.append((seq, stream, kind, alloc, ptr, size,
                        stack if kind != EV_REALLOC_FAIL else 0))
             self.stream_last[stream] = (seq, ptr)

@@ -254,42 +254,62 @@ mp_dg_stream_begin(mp_dg_t *g, uint64_t stream) {
     g->ev_cont = 1;
 }
 
-/* An event's head, seq and ptr; in a STREAM record (FORMAT.md 5.12) with its flags: seq + 1, and
- * stack (of an ALLOC or FREE) the same as the stream's previous one. Returns whether the stack
- * must still be written. */
-static int
-ev_head(mp_dg_t *g, unsigned kind, unsigned allocator, uint64_t seq, uint64_t ptr, uint64_t stack) {
+static void
+ev_fixed(mp_dg_t *g, uint64_t v, int bytes) {
+    uint8_t tmp[3];
+    for (int i = 0; i < bytes; i++) tmp[i] = (uint8_t)(v >> (8 * i));
+    put(&g->ev, &g->evlen, &g->evcap, tmp, (size_t)bytes);
+}
+
+/* One event. In a STREAM record (FORMAT.md 5.12) with the head's flags: the stack (of an ALLOC or
+ * FREE) the same as the stream's previous one; and from 4.0 the short form where it applies (as
+ * the library writes it: seq + 1, fixed-width fields), else bit 7 clear and the seq written; before
+ * 4.0, bit 7 says seq + 1. */
+static void
+ev_put(mp_dg_t *g, unsigned kind, unsigned allocator, uint64_t seq, uint64_t ptr, uint64_t size,
+       uint64_t stack) {
     int has_stack = kind != MP_EV_REALLOC_FAIL;
     uint64_t *last_stack = g->ev_stream < 64 ? &g->last_stack[g->ev_stream] : NULL;
-    int seq1 = g->ev_cont && seq - g->ev_seq == 1;
     int same = g->ev_cont && has_stack && last_stack && *last_stack == stack;
+    int put_stack = has_stack && !same;
+    uint64_t d = ptr - g->ev_ptr;
+    uint64_t z = mp_zigzag((int64_t)d >> 4);
+    int shortf = g->ev_cont && g->major >= 4 && seq - g->ev_seq == 1 && (d & 15) == 0 &&
+                 z < (1u << 24) && (kind != MP_EV_ALLOC || size < (1u << 16)) &&
+                 (!put_stack || stack < (1u << 24));
+    int seq1 = g->ev_cont && (g->major >= 4 ? shortf : seq - g->ev_seq == 1);
     uint8_t head = (uint8_t)(MP_EV_HEAD(kind, allocator) | seq1 << 7 | same << 2);
     put(&g->ev, &g->evlen, &g->evcap, &head, 1);
-    if (!seq1) ev_int(g, seq - g->ev_seq);
-    ev_int(g, mp_zigzag((int64_t)(ptr - g->ev_ptr)));
+    if (shortf) {
+        ev_fixed(g, z, 3);
+        if (kind == MP_EV_ALLOC) ev_fixed(g, size, 2);
+        if (put_stack) ev_fixed(g, stack, 3);
+    } else {
+        if (!seq1) ev_int(g, seq - g->ev_seq);
+        ev_int(g, mp_zigzag((int64_t)d));
+        if (kind == MP_EV_ALLOC) ev_int(g, size);
+        if (put_stack) ev_int(g, stack);
+    }
     g->ev_seq = seq;
     g->ev_ptr = ptr;
     g->ev_count++;
     if (has_stack && last_stack) *last_stack = stack;
-    return has_stack && !same;
 }
 
 void
 mp_dg_alloc(mp_dg_t *g, uint64_t seq, uint64_t ptr, uint64_t size, uint64_t stack,
             unsigned allocator) {
-    int put_stack = ev_head(g, MP_EV_ALLOC, allocator, seq, ptr, stack);
-    ev_int(g, size);
-    if (put_stack) ev_int(g, stack);
+    ev_put(g, MP_EV_ALLOC, allocator, seq, ptr, size, stack);
 }
 
 void
 mp_dg_free_ev(mp_dg_t *g, uint64_t seq, uint64_t ptr, uint64_t stack, unsigned allocator) {
-    if (ev_head(g, MP_EV_FREE, allocator, seq, ptr, stack)) ev_int(g, stack);
+    ev_put(g, MP_EV_FREE, allocator, seq, ptr, 0, stack);
 }
 
 void
 mp_dg_realloc_fail(mp_dg_t *g, uint64_t seq, uint64_t ptr) {
-    ev_head(g, MP_EV_REALLOC_FAIL, MP_ALLOC_REALLOC, seq, ptr, 0);
+    ev_put(g, MP_EV_REALLOC_FAIL, MP_ALLOC_REALLOC, seq, ptr, 0, 0);
 }
 
 void

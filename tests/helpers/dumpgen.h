@@ -27,8 +27,8 @@ typedef struct mp_dg_s {
     int ev_open, ev_cont;
     uint64_t last_seq[64], last_ptr[64]; /* each stream's last event (streams below 64) */
     uint64_t last_stack[64];             /* and its last ALLOC's or FREE's stack */
-    unsigned major;                      /* the header's: STACK records differ from 3.0 on */
-    uint64_t prev_frames[512];           /* the last STACK record's frames (3.0: sharing) */
+    unsigned major; /* the header's: STACK records differ from 3.0 on, STREAM events from 4.0 */
+    uint64_t prev_frames[512]; /* the last STACK record's frames (3.0: sharing) */
     size_t prev_n;
 } mp_dg_t;
 

@@ -526,12 +526,15 @@ Test(reader, bad_events) {
 
 /* ---- STREAM records (format 1.2) ------------------------------------------------------------ */
 
-Test(reader, stream_records_continue_across_records_and_chunks) {
-    /* Stream 0's events in three STREAM records over two chunks, stream 1's in between: each
-     * record's first deltas (and same-stack flag) are from its stream's last event, not from
-     * zero. */
+/* Stream 0's events in three STREAM records over two chunks, stream 1's in between: each record's
+ * first deltas (and same-stack flag) are from its stream's last event, not from zero. In a dump of
+ * major version major: from 4.0 the FREE is in the short form (FORMAT.md 5.12), before it has the
+ * seq + 1 flag. */
+static void
+stream_records_continue(unsigned major) {
     mp_dg_t g;
-    mp_dg_init(&g);
+    mp_fmt_header_t h = {.major = major, .header_size = 64, .ptr_size = 8, .pid = 9};
+    mp_dg_init_header(&g, &h);
     mp_dg_stream_begin(&g, 0);
     mp_dg_alloc(&g, 1, 0x7f0000001000, 100, 4, MP_ALLOC_MALLOC);
     mp_dg_alloc(&g, 3, 0x7f0000002000, 200, 4, MP_ALLOC_MALLOC); /* the same stack: flagged */
@@ -541,7 +544,11 @@ Test(reader, stream_records_continue_across_records_and_chunks) {
     mp_dg_events_end(&g);
     mp_dg_flush(&g);
     mp_dg_stream_begin(&g, 0);
+    uint64_t at = g.evlen;
     mp_dg_free_ev(&g, 4, 0x7f0000001000, 9, MP_ALLOC_FREE); /* ptr -0x1000, seq + 1: flagged */
+    cr_assert_eq(g.ev[at] & 0x80, 0x80);
+    /* 4.0: the short form, with ptr -0x1000 / 16 (zigzag 511) and stack 9 in 3 bytes each. */
+    cr_assert_eq(g.evlen - at, major >= 4 ? 7u : 4u);
     mp_dg_events_end(&g);
     mp_dg_stream_begin(&g, 0);
     mp_dg_alloc(&g, 9, 0x7f0000001000, 50, 9, MP_ALLOC_MALLOC); /* ptr +0, seq +5, stack 9 */
@@ -566,6 +573,15 @@ Test(reader, stream_records_continue_across_records_and_chunks) {
     cr_assert_eq(by_stack[9], 50, "the stack carried into a later record was lost");
     mp_model_free(m);
     mp_dg_free(&g);
+}
+
+Test(reader, stream_records_continue_across_records_and_chunks) {
+    stream_records_continue(MP_FORMAT_MAJOR);
+}
+
+Test(reader, stream_records_of_older_dumps) {
+    stream_records_continue(3);
+    stream_records_continue(2);
 }
 
 Test(reader, bad_stream_records) {
@@ -604,6 +620,24 @@ Test(reader, bad_stream_records) {
     mp_dg_record(&g, MP_REC_STREAM, none, 0);
     mp_dg_flush(&g);
     cr_assert_lt(model_rc(g.buf, g.len, &err, NULL), 0);
+    mp_dg_free(&g);
+    /* A short event (4.0) cut by the body end: its ptr field needs 3 bytes, 2 are left; then a
+     * short ALLOC whose size is cut. */
+    mp_dg_init(&g);
+    off = mp_dg_next_offset(&g);
+    static const uint8_t st5[] = {0, 0x80, 0x02, 0x00};
+    mp_dg_record(&g, MP_REC_STREAM, st5, sizeof st5);
+    mp_dg_thread(&g, 0, 1);
+    mp_dg_flush(&g);
+    cr_assert_eq(model_rc(g.buf, g.len, &err, NULL), MP_EFIELD);
+    cr_assert_eq(err.offset, off + 2 + 2);
+    mp_dg_free(&g);
+    mp_dg_init(&g);
+    static const uint8_t st6[] = {0, 0x80, 0x02, 0x00, 0x00, 0x01};
+    mp_dg_record(&g, MP_REC_STREAM, st6, sizeof st6);
+    mp_dg_thread(&g, 0, 1);
+    mp_dg_flush(&g);
+    cr_assert_eq(model_rc(g.buf, g.len, &err, NULL), MP_EFIELD);
     mp_dg_free(&g);
     /* A REALLOC_FAIL with the same-stack flag (it has no stack). */
     mp_dg_init(&g);

@@ -29,8 +29,8 @@
 #define ROOM ((uint64_t)MP_RING_EVENT_MAX)
 #define KICK ((uint64_t)MP_RING_KICK_BYTES)
 #define NOTES ((uint32_t)MP_RING_NOTES)
-/* The longest event: head, seq and ptr deltas and size (prefix varints of up to 9 bytes), stack
- * (up to 2^32 - 1: 5 bytes). */
+/* The longest event: the long form's head, seq and ptr deltas and size (prefix varints of up to 9
+ * bytes), stack (up to 2^32 - 1: 5 bytes). */
 #define EVENT_LONGEST 33u
 
 /* ---- helpers ----------------------------------------------------------------------------- */
@@ -68,9 +68,11 @@ mix(uint64_t x) { /* splitmix64 */
 }
 
 /* Event i of producer who, a pure function of both: every kind and allocator, and seq deltas, ptr
- * deltas (both signs), sizes and stacks of every varint length, so events are 2 to 33 bytes long.
- * Sizes and stacks are set for every kind: the encoding must leave them out where they do not
- * belong (size but for an ALLOC, stack for a REALLOC_FAIL). */
+ * deltas (both signs), sizes and stacks of every varint length, so long-form events are 3 to 33
+ * bytes long; and, the seq delta being 1 every other event, short-form events (FORMAT.md 5.12:
+ * seq + 1, ptr deltas in the 16 MiB heap, sizes below 64 and stacks below 128 fit) of 4 to 9
+ * bytes. Sizes and stacks are set for every kind: the encoding must leave them out where they do
+ * not belong (size but for an ALLOC, stack for a REALLOC_FAIL). */
 static ev_t
 event(uint64_t who, uint64_t i) {
     uint64_t x = mix(who << 32 ^ i), y = mix(x);
@@ -78,8 +80,8 @@ event(uint64_t who, uint64_t i) {
     unsigned k = (unsigned)(x & 7);
     e.kind = k < 4 ? MP_EV_ALLOC : k < 7 ? MP_EV_FREE : MP_EV_REALLOC_FAIL;
     e.allocator = (unsigned)((x >> 3) % 13);
-    /* Increasing, by 1 to 15 mostly, by 2^32 every 4096 events. */
-    e.seq = (who << 48) + ((i >> 12) << 32) + i * 8 + ((x >> 8) & 7);
+    /* Increasing, by 1 and 3 in turn, by 11 every 16 events, by 2^32 every 4096. */
+    e.seq = (who << 48) + ((i >> 12) << 32) + i * 2 - (i & 1) + 8 * (i >> 4);
     unsigned pm = (unsigned)(x >> 11) & 7, sm = (unsigned)(x >> 14) & 3;
     if (pm < 4)
         e.ptr = 0x7f0000000000ull + ((y & 0xfffff) << 4); /* in a 16 MiB heap */
@@ -174,7 +176,7 @@ typedef struct reader_s {
     int counted_markers;  /* each marker's seq is the count of events its owner pushed before it,
                            * and b the owner (threaded tests: marker_after) */
     uint64_t last_seq[MAX_STREAMS], last_ptr[MAX_STREAMS], last_stack[MAX_STREAMS];
-    uint64_t flagged_seq, flagged_stack; /* events that used the seq + 1 / same-stack flags */
+    uint64_t flagged_seq, flagged_stack; /* events in the short form / with the same-stack flag */
     int64_t owner[MAX_STREAMS];          /* -1 before the first owner note */
     uint64_t stream_events[MAX_STREAMS], count[MAX_STREAMS][3], alloc_bytes[MAX_STREAMS];
     uint64_t next[MAX_OWNERS];
@@ -241,9 +243,10 @@ read_bytes(mp_ring_t *r, uint64_t from, uint64_t to) {
     while (p < end) {
         uint64_t at = from + (uint64_t)(p - copy_buf);
         uint8_t head = *p++;
-        /* FORMAT.md 5.12: bit 7 seq + 1, bit 2 the previous stack, kind in bits 1..0. */
+        /* FORMAT.md 5.12: bit 7 the short form (seq + 1, fixed-width fields), bit 2 the previous
+         * stack, kind in bits 1..0. */
         unsigned kind = head & 3u, seq1 = head >> 7, same = (head >> 2) & 1;
-        uint64_t ds = 1, dp, size = 0, stack = 0;
+        uint64_t ds = 1, dp = 0, size = 0, stack = 0;
         if (kind > MP_EV_REALLOC_FAIL || (same && kind == MP_EV_REALLOC_FAIL)) {
             bad = fail("stream %u: bad head byte %#x at %llu", s, head, (unsigned long long)at);
             break;
@@ -251,9 +254,24 @@ read_bytes(mp_ring_t *r, uint64_t from, uint64_t to) {
         flagged_seq += seq1;
         flagged_stack += same;
         if (same) stack = last_stack;
-        if ((!seq1 && mp_pvarint_get(&p, end, &ds) != 0) || mp_pvarint_get(&p, end, &dp) != 0 ||
-            (kind == MP_EV_ALLOC && mp_pvarint_get(&p, end, &size) != 0) ||
-            (kind != MP_EV_REALLOC_FAIL && !same && mp_pvarint_get(&p, end, &stack) != 0)) {
+        int has_stack = kind != MP_EV_REALLOC_FAIL && !same;
+        if (seq1) {
+            /* ptr delta / 16 zigzagged in 3 bytes, size in 2, stack in 3 (little-endian) */
+            size_t need = 3 + (kind == MP_EV_ALLOC ? 2 : 0) + (has_stack ? 3 : 0);
+            if ((size_t)(end - p) < need) {
+                bad = fail("stream %u: short event at %llu runs past %llu", s,
+                           (unsigned long long)at, (unsigned long long)to);
+                break;
+            }
+            dp = mp_zigzag(
+                mp_unzigzag((uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16) * 16);
+            p += 3;
+            if (kind == MP_EV_ALLOC) size = (uint64_t)p[0] | (uint64_t)p[1] << 8, p += 2;
+            if (has_stack) stack = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16;
+            if (has_stack) p += 3;
+        } else if (mp_pvarint_get(&p, end, &ds) != 0 || mp_pvarint_get(&p, end, &dp) != 0 ||
+                   (kind == MP_EV_ALLOC && mp_pvarint_get(&p, end, &size) != 0) ||
+                   (has_stack && mp_pvarint_get(&p, end, &stack) != 0)) {
             bad = fail("stream %u: event at %llu runs past %llu", s, (unsigned long long)at,
                        (unsigned long long)to);
             break;
@@ -467,9 +485,10 @@ Test(ring, encodes_stream_events_with_counters_and_delta_state, .timeout = 30) {
     cr_assert_eq(r->last_seq, 7);
     cr_assert_eq(r->last_ptr, 0xff0);
 
-    /* A REALLOC_FAIL: neither size nor stack; its seq follows the previous one's. */
+    /* A REALLOC_FAIL: neither size nor stack; its seq follows the previous one's, and its ptr is
+     * the same: the short form, with a 3-byte ptr delta. */
     cr_assert_eq(push_at(r, MP_EV_REALLOC_FAIL, MP_ALLOC_REALLOC, 8, 0xff0, 77, 55, &alone), 0);
-    static const uint8_t rf[] = {0x92, 0x01}; /* seq + 1: flagged, no seq field */
+    static const uint8_t rf[] = {0x92, 0x00, 0x00, 0x00};
     cr_assert_eq(r->head, sizeof a + sizeof f + sizeof rf);
     check_bytes(r->bytes + sizeof a + sizeof f, rf, sizeof rf, "REALLOC_FAIL");
     cr_assert_eq(r->count[MP_EV_REALLOC_FAIL], 1);
@@ -495,11 +514,13 @@ Test(ring, encodes_stream_events_with_counters_and_delta_state, .timeout = 30) {
      * they go), and push the long one again: it runs into the slack and continues at the start,
      * as the consumer reads it. */
     uint64_t seq = r->last_seq;
-    /* Seqs + 1, ptr 0, stack 1 after the first: a FREE is 2 bytes, an ALLOC of 1 byte 3. */
+    /* Seqs + 1, ptr 0, stack 1 after the first (7 bytes, with the stack): a FREE is 4 bytes, an
+     * ALLOC 6; the head is then odd, as CAP - 3, so they make up the even distance. */
     push_at(r, MP_EV_FREE, MP_ALLOC_FREE, ++seq, 0, 0, 1, &alone);
+    cr_assert_eq(r->head % 2, 1);
     while (r->head % CAP != CAP - 3) {
         uint64_t d = CAP - 3 - r->head % CAP;
-        if (d == 3)
+        if (d % 4 == 2)
             push_at(r, MP_EV_ALLOC, MP_ALLOC_MALLOC, ++seq, 0, 1, 1, &alone);
         else
             push_at(r, MP_EV_FREE, MP_ALLOC_FREE, ++seq, 0, 0, 1, &alone);
@@ -558,7 +579,7 @@ Test(ring, wraps_with_events_of_every_length, .timeout = 30) {
                 (unsigned long long)straddled);
     cr_assert_geq(straddled, 20, "only %llu events ran past the end of the storage",
                   (unsigned long long)straddled);
-    cr_assert_gt(rd.flagged_seq, 0, "no event had the seq + 1 flag");
+    cr_assert_gt(rd.flagged_seq, 0, "no event had the short form");
     cr_assert_gt(rd.flagged_stack, 0, "no event had the same-stack flag");
     cr_assert_eq(rd.wrapped, straddled, "the reader decoded %llu of the %llu wrapped events",
                  (unsigned long long)rd.wrapped, (unsigned long long)straddled);
@@ -1410,9 +1431,10 @@ Test(ring, real_fork_child_resets_parent_keeps_its_bytes, .timeout = 30) {
         }
         bad |= post_owner(r[0], 300, &alone) != 0 || r[0]->notes[0].pos != 0;
         bad |= push_at(r[0], MP_EV_ALLOC, MP_ALLOC_MALLOC, 1, 16, 1, 1, &alone) != 0;
-        /* seq 1 (flagged), ptr 16, size 1, stack 1 (not the previous: there is none) */
-        bad |= mp_ring_ready(r[0]) != 4 || r[0]->bytes[0] != 0x80 || r[0]->bytes[1] != 0x41;
-        bad |= r[0]->bytes[2] != 3 || r[0]->bytes[3] != 3;
+        /* The short form: seq 1, ptr 16 (delta 1 in 16-byte units, zigzag 2), size 1, stack 1
+         * (not the previous: there is none). */
+        static const uint8_t want[] = {0x80, 0x02, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00};
+        bad |= mp_ring_ready(r[0]) != sizeof want || memcmp(r[0]->bytes, want, sizeof want) != 0;
         mp_ring_t *x = mp_ring_claim(), *y = mp_ring_claim();
         bad |= !((x == r[1] && y == r[2]) || (x == r[2] && y == r[1]));
         _exit(bad ? 1 : 0);
