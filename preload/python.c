@@ -114,14 +114,21 @@ hook_malloc_gen(void *ctx, size_t n, int fam) {
     return p;
 }
 
+/* The allocator (MP_ALLOC_PYMEM_*) of the domain whose hooks are compiled with dom (0 RAW, 1 MEM,
+ * 2 OBJ: a constant), or d's (dom -1). */
+static MP_ALWAYS_INLINE unsigned
+dom_allocator(const domain_t *d, int dom) {
+    return dom < 0 ? d->allocator : MP_ALLOC_PYMEM_RAW + (unsigned)dom;
+}
+
 static MP_ALWAYS_INLINE void *
-hook_malloc_t(void *ctx, size_t n, int fam) {
+hook_malloc_t(void *ctx, size_t n, int fam, int dom) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
     if (!fast(t, fam)) return hook_malloc_gen(ctx, n, fam);
     t->guard = 1;
     void *p = d->orig.malloc(d->orig.ctx, n);
-    if (p) mp_capture_py_fast(t, MP_EV_ALLOC, d->allocator, p, n, fam);
+    if (p) mp_capture_py_fast(t, MP_EV_ALLOC, dom_allocator(d, dom), p, n, fam);
     t->guard = 0;
     return p;
 }
@@ -174,8 +181,8 @@ hook_realloc_t(void *ctx, void *p, size_t n, int fam) {
  * address. Its header is intact here, freed by its own dealloc; every OBJ block has at least 16
  * readable bytes (pymalloc's alignment; malloc's minimum chunk). Tracked or not. */
 static MP_ALWAYS_INLINE void
-code_freed(const domain_t *d, void *p) {
-    if (d->allocator == MP_ALLOC_PYMEM_OBJ && p && mp_pyenv.code_type) {
+code_freed(const domain_t *d, void *p, int dom) {
+    if (dom_allocator(d, dom) == MP_ALLOC_PYMEM_OBJ && p && mp_pyenv.code_type) {
         if (mp_ldp(p, 8) == mp_pyenv.code_type) mp_fetch_add_relaxed(&mp_pycode_gen, 1);
     }
 }
@@ -195,34 +202,62 @@ hook_free_gen(void *ctx, void *p, int fam) {
 }
 
 static MP_ALWAYS_INLINE void
-hook_free_t(void *ctx, void *p, int fam) {
+hook_free_t(void *ctx, void *p, int fam, int dom) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
-    code_freed(d, p);
+    code_freed(d, p, dom);
     if (!p || !fast(t, fam)) {
         hook_free_gen(ctx, p, fam);
         return;
     }
     t->guard = 1;
-    mp_capture_py_fast(t, MP_EV_FREE, d->allocator, p, 0, fam);
+    mp_capture_py_fast(t, MP_EV_FREE, dom_allocator(d, dom), p, 0, fam);
     d->orig.free(d->orig.ctx, p);
     t->guard = 0;
 }
 
-#define HOOKS(sfx, fam)                                                                            \
-    static MP_FLATTEN void *hook_malloc_##sfx(void *ctx, size_t n) {                               \
-        return hook_malloc_t(ctx, n, fam);                                                         \
+/* A family's hooks: malloc and free once per domain (0 RAW, 1 MEM, 2 OBJ), with its allocator a
+ * constant, calloc and realloc once; MP_PYFAM_ANY's read the allocator from their context. */
+typedef struct hook_set_s {
+    void *(*malloc[3])(void *ctx, size_t size);
+    void *(*calloc)(void *ctx, size_t nelem, size_t elsize);
+    void *(*realloc)(void *ctx, void *ptr, size_t new_size);
+    void (*free[3])(void *ctx, void *ptr);
+} hook_set_t;
+
+#define HOOKS_DOM(sfx, fam, dom)                                                                   \
+    static MP_FLATTEN void *hook_malloc_##sfx##_##dom(void *ctx, size_t n) {                       \
+        return hook_malloc_t(ctx, n, fam, dom);                                                    \
     }                                                                                              \
+    static MP_FLATTEN void hook_free_##sfx##_##dom(void *ctx, void *p) {                           \
+        hook_free_t(ctx, p, fam, dom);                                                             \
+    }
+#define HOOKS(sfx, fam)                                                                            \
+    HOOKS_DOM(sfx, fam, 0)                                                                         \
+    HOOKS_DOM(sfx, fam, 1)                                                                         \
+    HOOKS_DOM(sfx, fam, 2)                                                                         \
     static MP_FLATTEN void *hook_calloc_##sfx(void *ctx, size_t n, size_t m) {                     \
         return hook_calloc_t(ctx, n, m, fam);                                                      \
     }                                                                                              \
     static MP_FLATTEN void *hook_realloc_##sfx(void *ctx, void *p, size_t n) {                     \
         return hook_realloc_t(ctx, p, n, fam);                                                     \
-    }                                                                                              \
-    static MP_FLATTEN void hook_free_##sfx(void *ctx, void *p) {                                   \
-        hook_free_t(ctx, p, fam);                                                                  \
     }
-HOOKS(any, MP_PYFAM_ANY)
+static MP_FLATTEN void *
+hook_malloc_any(void *ctx, size_t n) {
+    return hook_malloc_t(ctx, n, MP_PYFAM_ANY, -1);
+}
+static MP_FLATTEN void
+hook_free_any(void *ctx, void *p) {
+    hook_free_t(ctx, p, MP_PYFAM_ANY, -1);
+}
+static MP_FLATTEN void *
+hook_calloc_any(void *ctx, size_t n, size_t m) {
+    return hook_calloc_t(ctx, n, m, MP_PYFAM_ANY);
+}
+static MP_FLATTEN void *
+hook_realloc_any(void *ctx, void *p, size_t n) {
+    return hook_realloc_t(ctx, p, n, MP_PYFAM_ANY);
+}
 HOOKS(38, MP_PYFAM_38)
 HOOKS(39, MP_PYFAM_39)
 HOOKS(310, MP_PYFAM_310)
@@ -230,23 +265,36 @@ HOOKS(311, MP_PYFAM_311)
 HOOKS(312, MP_PYFAM_312)
 HOOKS(313, MP_PYFAM_313)
 #undef HOOKS
+#undef HOOKS_DOM
 
-/* By family (MP_PYFAM_*); ctx is filled in by install. */
-static const pymem_allocator_t hook_sets[MP_PYFAM_COUNT] = {
-    {NULL, hook_malloc_any, hook_calloc_any, hook_realloc_any, hook_free_any},
-    {NULL, hook_malloc_38, hook_calloc_38, hook_realloc_38, hook_free_38},
-    {NULL, hook_malloc_39, hook_calloc_39, hook_realloc_39, hook_free_39},
-    {NULL, hook_malloc_310, hook_calloc_310, hook_realloc_310, hook_free_310},
-    {NULL, hook_malloc_311, hook_calloc_311, hook_realloc_311, hook_free_311},
-    {NULL, hook_malloc_312, hook_calloc_312, hook_realloc_312, hook_free_312},
-    {NULL, hook_malloc_313, hook_calloc_313, hook_realloc_313, hook_free_313},
+#define SET(sfx)                                                                                   \
+    {                                                                                              \
+        {hook_malloc_##sfx##_0, hook_malloc_##sfx##_1, hook_malloc_##sfx##_2}, hook_calloc_##sfx,  \
+            hook_realloc_##sfx, {                                                                  \
+            hook_free_##sfx##_0, hook_free_##sfx##_1, hook_free_##sfx##_2                          \
+        }                                                                                          \
+    }
+/* By family (MP_PYFAM_*). */
+static const hook_set_t hook_sets[MP_PYFAM_COUNT] = {
+    {{hook_malloc_any, hook_malloc_any, hook_malloc_any},
+     hook_calloc_any,
+     hook_realloc_any,
+     {hook_free_any, hook_free_any, hook_free_any}},
+    SET(38),
+    SET(39),
+    SET(310),
+    SET(311),
+    SET(312),
+    SET(313),
 };
+#undef SET
 static int hook_family; /* the set install uses: MP_PYFAM_ANY unless a layout was selected */
 
 static int
 is_ours(const pymem_allocator_t *a) {
     for (int i = 0; i < MP_PYFAM_COUNT; i++)
-        if (a->malloc == hook_sets[i].malloc) return 1;
+        for (int dom = 0; dom < 3; dom++)
+            if (a->malloc == hook_sets[i].malloc[dom]) return 1;
     return 0;
 }
 
@@ -267,8 +315,8 @@ install(void) {
         domain_t *d = &domains[set][dom];
         d->orig = cur;
         d->allocator = kinds[dom];
-        pymem_allocator_t mine = hook_sets[hook_family];
-        mine.ctx = d;
+        const hook_set_t *h = &hook_sets[hook_family];
+        pymem_allocator_t mine = {d, h->malloc[dom], h->calloc, h->realloc, h->free[dom]};
         api.set_allocator(dom, &mine);
         hooked |= 1u << dom;
     }
