@@ -554,6 +554,12 @@ mp_capture_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *
     return stack;
 }
 
+void
+mp_capture_py_push(const mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
+                   size_t size, uint32_t stack) {
+    encode_event(t->ring, kind, allocator, ptr, size, stack);
+}
+
 uint32_t
 mp_capture_py_fast(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr, size_t size,
                    int fam) {

@@ -92,6 +92,9 @@ uint32_t mp_capture_py_event(mp_thread_t *t, unsigned kind, unsigned allocator, 
 /* The fast path itself: only while t->word == 1 and mp_pyfast == fam (fam not MP_PYFAM_ANY). */
 uint32_t mp_capture_py_fast(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
                             size_t size, int fam);
+/* On the fast path, an event with its stack known (the second event of a realloc). */
+void mp_capture_py_push(const mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
+                        size_t size, uint32_t stack);
 /* After a realloc of p (NULL: it allocates) returned q, p's FREE having been recorded before the
  * call by mp_capture_event, which returned stack: q's ALLOC, or, when the call failed and p is
  * still the caller's (kept), a REALLOC_FAIL. Reuses stack rather than walking again (unless the

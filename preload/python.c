@@ -161,8 +161,8 @@ hook_calloc_t(void *ctx, size_t n, size_t m, int fam) {
     return p;
 }
 
-static MP_ALWAYS_INLINE void *
-hook_realloc_t(void *ctx, void *p, size_t n, int fam) {
+static MP_NOINLINE void *
+hook_realloc_gen(void *ctx, void *p, size_t n, int fam) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
     if (!mp_tracking(t)) return d->orig.realloc(d->orig.ctx, p, n);
@@ -174,6 +174,25 @@ hook_realloc_t(void *ctx, void *p, size_t n, int fam) {
      * still the caller's. */
     mp_capture_realloc_done(t, d->allocator, p, q, n, stack, 1);
     t->guard--;
+    return q;
+}
+
+/* The fast path of a realloc of a block (p not NULL): its FREE, then its ALLOC (or, PyMem
+ * realloc failing without freeing, a REALLOC_FAIL) with the same stack, found once. */
+static MP_ALWAYS_INLINE void *
+hook_realloc_t(void *ctx, void *p, size_t n, int fam) {
+    domain_t *d = ctx;
+    mp_thread_t *t = &mp_thread;
+    if (!p || !fast(t, fam)) return hook_realloc_gen(ctx, p, n, fam);
+    t->guard = 1;
+    unsigned a = d->allocator;
+    uint32_t stack = mp_capture_py_fast(t, MP_EV_FREE, a, p, 0, fam);
+    void *q = d->orig.realloc(d->orig.ctx, p, n);
+    if (q)
+        mp_capture_py_push(t, MP_EV_ALLOC, a, q, n, stack);
+    else
+        mp_capture_py_push(t, MP_EV_REALLOC_FAIL, a, p, 0, stack);
+    t->guard = 0;
     return q;
 }
 
