@@ -90,17 +90,23 @@ static inline const uint8_t *
 mp_pyframes_tstate_fam(uintptr_t self, int fam) {
     const mp_pylayout_t *L = mp_pyL(fam);
     const uint8_t *rt = mp_pyenv.runtime;
-    /* Finalization frees other threads' states (daemon threads): checked first, python-frames.md
-     * 9.1; the residual check-then-use race is 9.2. */
-    const uint8_t *fin =
-        __atomic_load_n((const uint8_t *const *)(rt + L->rt_finalizing), __ATOMIC_ACQUIRE);
     const uint8_t *t = NULL;
     if (mp_pyfam_gil_holder(fam)) {
-        /* <= 3.11: this is the thread holding the GIL, which is not necessarily us. */
+        /* <= 3.11: the thread holding the GIL, which is not necessarily us. When it is us, the
+         * state is live whatever finalization does: finalization frees other threads' states,
+         * and runs with the GIL held by the finalizing thread, so a thread that finds itself the
+         * GIL holder while finalizing is set is the finalizing one (what the check below lets
+         * through). No load of finalizing, then, on the path nearly every event takes. */
         t = __atomic_load_n((const uint8_t *const *)(rt + L->rt_tstate_current), __ATOMIC_RELAXED);
-        if (t && (uintptr_t)mp_ldp(t, L->ts_thread_id) != self) t = NULL;
+        if (t && (uintptr_t)mp_ldp(t, L->ts_thread_id) == self) return t;
+        t = NULL;
     }
-    if (!t && (int32_t)mp_ld32(rt, L->rt_tss_key) != 0) {
+    /* Finalization frees other threads' states (daemon threads), whose TSS still points to them:
+     * checked before the TSS is read, python-frames.md 9.1; the residual check-then-use race is
+     * 9.2. */
+    const uint8_t *fin =
+        __atomic_load_n((const uint8_t *const *)(rt + L->rt_finalizing), __ATOMIC_ACQUIRE);
+    if ((int32_t)mp_ld32(rt, L->rt_tss_key) != 0) {
         /* The gilstate TSS maps this OS thread to its state, GIL held or not. glibc's
          * pthread_getspecific only reads the thread descriptor: no lock, no allocation. */
         pthread_key_t key;
