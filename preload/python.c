@@ -177,15 +177,22 @@ hook_realloc_gen(void *ctx, void *p, size_t n, int fam) {
     return q;
 }
 
-/* The fast path of a realloc of a block (p not NULL): its FREE, then its ALLOC (or, PyMem
- * realloc failing without freeing, a REALLOC_FAIL) with the same stack, found once. */
+/* The fast path of a realloc: of a block, its FREE, then its ALLOC (or, PyMem realloc failing
+ * without freeing, a REALLOC_FAIL) with the same stack, found once; of NULL (a list's first
+ * append, say), an ALLOC. */
 static MP_ALWAYS_INLINE void *
 hook_realloc_t(void *ctx, void *p, size_t n, int fam) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
-    if (!p || !fast(t, fam)) return hook_realloc_gen(ctx, p, n, fam);
+    if (!fast(t, fam)) return hook_realloc_gen(ctx, p, n, fam);
     t->guard = 1;
     unsigned a = d->allocator;
+    if (!p) {
+        void *q = d->orig.realloc(d->orig.ctx, NULL, n);
+        if (q) mp_capture_py_fast(t, MP_EV_ALLOC, a, q, n, fam);
+        t->guard = 0;
+        return q;
+    }
     uint32_t stack = mp_capture_py_fast(t, MP_EV_FREE, a, p, 0, fam);
     void *q = d->orig.realloc(d->orig.ctx, p, n);
     if (q)
