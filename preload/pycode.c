@@ -53,6 +53,7 @@ mp_pycode_init(size_t nslots, size_t arena_bytes) {
     slots = mp_sys_map_table(nslots * sizeof *slots);
     arena = mp_sys_map(arena_bytes);
     if (!slots || !arena) return -1;
+    mp_sys_advise_huge(arena, arena_bytes); /* filled from its start at start-up: as stacks.h */
     slot_mask = nslots - 1;
     max_entries = nslots / 4 * 3;
     arena_words = arena_bytes / 8;

@@ -45,6 +45,11 @@ mp_stacks_init(size_t nslots, size_t arena_bytes) {
     return 0;
 }
 
+void
+mp_stacks_advise_huge(void) {
+    mp_sys_advise_huge(arena, arena_words * 8);
+}
+
 /* Outermost frame first (stacks.h). */
 static uint64_t
 hash_frames(const uint64_t *f, uint32_t n) {

@@ -16,6 +16,10 @@
 
 /* Reserve the table (slots, a power of two) and an arena of arena_bytes; 0 or -1. */
 int mp_stacks_init(size_t slots, size_t arena_bytes);
+/* The arena in transparent huge pages (mp_sys_advise_huge), for a process that will intern
+ * thousands of deep stacks: CPython's start-up (python.c). A C program's handful of stacks keep
+ * 4 KiB pages. */
+void mp_stacks_advise_huge(void);
 /* Intern frames[0..n) (n >= 1); returns its id (>= 1), or 0 when the table is full (the
  * caller counts that as a dropped stack). */
 uint32_t mp_stacks_intern(const uint64_t *frames, uint32_t n);

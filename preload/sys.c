@@ -143,6 +143,13 @@ mp_sys_map_table(size_t n) {
 }
 
 void
+mp_sys_advise_huge(void *p, size_t n) {
+    const uintptr_t huge = 2u << 20;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), e = ((uintptr_t)p + n) & ~(huge - 1);
+    if (e > a) sys(SYS_madvise, (long)a, (long)(e - a), MADV_HUGEPAGE, 0, 0, 0);
+}
+
+void
 mp_sys_unmap(void *p, size_t n) {
     if (p) sys(SYS_munmap, (long)p, (long)n, 0, 0, 0, 0);
 }

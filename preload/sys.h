@@ -39,6 +39,10 @@ void *mp_sys_map(size_t n); /* private anonymous RW, NORESERVE; NULL on failure 
  * first thousands of stacks touch most of its 4 KiB pages anyway, and reading a fresh page before
  * writing it faults twice, the second time with a TLB flush on every CPU the process runs on). */
 void *mp_sys_map_table(size_t n);
+/* Ask for transparent huge pages on the 2 MiB-aligned part of [p, p + n): for memory that is
+ * filled from its start and kept (the arenas), one fault per 2 MiB rather than per 4 KiB. Advice
+ * only, as in mp_sys_map_table. */
+void mp_sys_advise_huge(void *p, size_t n);
 void mp_sys_unmap(void *p, size_t n);
 int mp_sys_getpid(void);
 int mp_sys_getppid(void);
