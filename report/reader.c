@@ -681,6 +681,21 @@ event_field_error(const mp_events_t *it, const uint8_t *p, const char *field, mp
     return varint_error(p, it->end, it->base, doing, field, err);
 }
 
+/* The fields every event has: its seq and ptr (the cursor's advanced by dseq and dptr), kind and
+ * allocator; size and stack 0 until read. */
+static void
+event_begin(mp_events_t *it, mp_event_t *ev, uint8_t head, unsigned kind, uint64_t dseq,
+            uint64_t dptr) {
+    it->seq += dseq;
+    it->ptr += dptr;
+    ev->seq = it->seq;
+    ev->ptr = it->ptr;
+    ev->kind = kind;
+    ev->allocator = MP_EV_ALLOCATOR(head);
+    ev->size = 0;
+    ev->stack = 0;
+}
+
 /* A 4.0 STREAM event in the short form (FORMAT.md 5.12), after its head byte: seq + 1, then
  * fixed-width fields (little-endian): the ptr delta / 16, zigzagged, in 3 bytes; an ALLOC's size
  * in 2; the stack in 3 unless the head's bit 2 says it is the previous one's. */
@@ -695,14 +710,7 @@ short_event(mp_events_t *it, uint8_t head, unsigned kind, int same_stack, mp_eve
                           "short event runs past the record end");
     uint64_t z = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16;
     p += 3;
-    it->seq += 1;
-    it->ptr += (uint64_t)mp_unzigzag(z) << 4;
-    ev->seq = it->seq;
-    ev->ptr = it->ptr;
-    ev->kind = kind;
-    ev->allocator = MP_EV_ALLOCATOR(head);
-    ev->size = 0;
-    ev->stack = 0;
+    event_begin(it, ev, head, kind, 1, (uint64_t)mp_unzigzag(z) << 4);
     if (kind == MP_EV_ALLOC) {
         ev->size = (uint64_t)p[0] | (uint64_t)p[1] << 8;
         p += 2;
@@ -741,19 +749,12 @@ mp_events_next(mp_events_t *it, mp_event_t *ev, mp_err_t *err) {
     /* STREAM events' integers are prefix varints (FORMAT.md 2.4), EVENTS' LEB128. */
     int (*get)(const uint8_t **, const uint8_t *, uint64_t *) =
         it->cont ? mp_pvarint_get : mp_varint_get;
-    uint64_t v = 1;
+    uint64_t dseq = 1, v;
     const uint8_t *p = it->p;
-    if (!seq1 && get(&it->p, it->end, &v) < 0) return event_field_error(it, p, "event seq", err);
-    it->seq += v;
+    if (!seq1 && get(&it->p, it->end, &dseq) < 0) return event_field_error(it, p, "event seq", err);
     p = it->p;
     if (get(&it->p, it->end, &v) < 0) return event_field_error(it, p, "event ptr", err);
-    it->ptr += (uint64_t)mp_unzigzag(v);
-    ev->seq = it->seq;
-    ev->ptr = it->ptr;
-    ev->kind = kind;
-    ev->allocator = MP_EV_ALLOCATOR(head);
-    ev->size = 0;
-    ev->stack = 0;
+    event_begin(it, ev, head, kind, dseq, (uint64_t)mp_unzigzag(v));
     if (kind == MP_EV_ALLOC) {
         p = it->p;
         if (get(&it->p, it->end, &ev->size) < 0) return event_field_error(it, p, "event size", err);

@@ -584,37 +584,36 @@ Test(reader, stream_records_of_older_dumps) {
     stream_records_continue(2);
 }
 
-Test(reader, bad_stream_records) {
+/* A dump of one STREAM record with body b[0..n) (then, with more, a THREAD record: the chunk goes
+ * on, and the events must not read into it): the reader fails with MP_EFIELD, at byte at of the
+ * record (its tag is byte 0, then a 1-byte length), or anywhere (at < 0). */
+static void
+bad_stream(const uint8_t *b, size_t n, int more, int at) {
     mp_err_t err;
     mp_dg_t g;
-    /* Kind 3 in a head byte, after one good event (prefix varints: seq 1, ptr +2, size 100,
-     * stack 0). */
     mp_dg_init(&g);
     uint64_t off = mp_dg_next_offset(&g);
+    mp_dg_record(&g, MP_REC_STREAM, b, n);
+    if (more) mp_dg_thread(&g, 0, 1);
+    mp_dg_flush(&g);
+    cr_assert_eq(model_rc(g.buf, g.len, &err, NULL), MP_EFIELD);
+    if (at >= 0) cr_assert_eq(err.offset, off + (uint64_t)at);
+    mp_dg_free(&g);
+}
+
+Test(reader, bad_stream_records) {
+    /* Kind 3 in a head byte, after one good event (prefix varints: seq 1, ptr +2, size 100,
+     * stack 0). */
     static const uint8_t st1[] = {0, 0, 0x03, 0x05, 0xc9, 0x01, 0x03, 0x03, 0x05};
-    mp_dg_record(&g, MP_REC_STREAM, st1, sizeof st1);
-    mp_dg_flush(&g);
-    cr_assert_eq(model_rc(g.buf, g.len, &err, NULL), MP_EFIELD);
-    cr_assert_eq(err.offset, off + 2 + 6);
-    mp_dg_free(&g);
+    bad_stream(st1, sizeof st1, 0, 2 + 6);
     /* An event cut by the body end (its stack is missing); then one whose size is cut. */
-    mp_dg_init(&g);
     static const uint8_t st2[] = {0, 0, 0x03, 0x05, 0xc9};
-    mp_dg_record(&g, MP_REC_STREAM, st2, sizeof st2);
-    mp_dg_thread(&g, 0, 1); /* the chunk goes on: the event must not read into it */
-    mp_dg_flush(&g);
-    cr_assert_eq(model_rc(g.buf, g.len, &err, NULL), MP_EFIELD);
-    mp_dg_free(&g);
-    mp_dg_init(&g);
-    off = mp_dg_next_offset(&g);
+    bad_stream(st2, sizeof st2, 1, -1);
     static const uint8_t st3[] = {0, 0, 0x03, 0x05, 0x04, 0x01}; /* size: 3 bytes, 2 left */
-    mp_dg_record(&g, MP_REC_STREAM, st3, sizeof st3);
-    mp_dg_thread(&g, 0, 1);
-    mp_dg_flush(&g);
-    cr_assert_eq(model_rc(g.buf, g.len, &err, NULL), MP_EFIELD);
-    cr_assert_eq(err.offset, off + 2 + 4);
-    mp_dg_free(&g);
+    bad_stream(st3, sizeof st3, 1, 2 + 4);
     /* No stream id at all. */
+    mp_err_t err;
+    mp_dg_t g;
     mp_dg_init(&g);
     static const uint8_t none[1] = {0};
     mp_dg_record(&g, MP_REC_STREAM, none, 0);
@@ -623,31 +622,13 @@ Test(reader, bad_stream_records) {
     mp_dg_free(&g);
     /* A short event (4.0) cut by the body end: its ptr field needs 3 bytes, 2 are left; then a
      * short ALLOC whose size is cut. */
-    mp_dg_init(&g);
-    off = mp_dg_next_offset(&g);
     static const uint8_t st5[] = {0, 0x80, 0x02, 0x00};
-    mp_dg_record(&g, MP_REC_STREAM, st5, sizeof st5);
-    mp_dg_thread(&g, 0, 1);
-    mp_dg_flush(&g);
-    cr_assert_eq(model_rc(g.buf, g.len, &err, NULL), MP_EFIELD);
-    cr_assert_eq(err.offset, off + 2 + 2);
-    mp_dg_free(&g);
-    mp_dg_init(&g);
+    bad_stream(st5, sizeof st5, 1, 2 + 2);
     static const uint8_t st6[] = {0, 0x80, 0x02, 0x00, 0x00, 0x01};
-    mp_dg_record(&g, MP_REC_STREAM, st6, sizeof st6);
-    mp_dg_thread(&g, 0, 1);
-    mp_dg_flush(&g);
-    cr_assert_eq(model_rc(g.buf, g.len, &err, NULL), MP_EFIELD);
-    mp_dg_free(&g);
+    bad_stream(st6, sizeof st6, 1, -1);
     /* A REALLOC_FAIL with the same-stack flag (it has no stack). */
-    mp_dg_init(&g);
-    off = mp_dg_next_offset(&g);
     static const uint8_t st4[] = {0, 0x96, 0x01};
-    mp_dg_record(&g, MP_REC_STREAM, st4, sizeof st4);
-    mp_dg_flush(&g);
-    cr_assert_eq(model_rc(g.buf, g.len, &err, NULL), MP_EFIELD);
-    cr_assert_eq(err.offset, off + 3);
-    mp_dg_free(&g);
+    bad_stream(st4, sizeof st4, 0, 3);
 }
 
 /* ---- Python records (format 1.1) ------------------------------------------------------------- */
