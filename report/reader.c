@@ -651,7 +651,7 @@ mp_rec_python(const mp_reader_t *r, const mp_record_t *rec, mp_rec_python_t *out
 
 void
 mp_events_reset(mp_events_t *it) {
-    it->seq = it->ptr = it->stack = 0;
+    it->seq = it->ptr = it->ptr2 = it->stack = 0;
 }
 
 void
@@ -681,13 +681,16 @@ event_field_error(const mp_events_t *it, const uint8_t *p, const char *field, mp
     return varint_error(p, it->end, it->base, doing, field, err);
 }
 
-/* The fields every event has: its seq and ptr (the cursor's advanced by dseq and dptr), kind and
- * allocator; size and stack 0 until read. */
+/* The fields every event has: its seq and ptr (the cursor's seq advanced by dseq; ptr, base +
+ * dptr, where base is the cursor's ptr or, in a 4.0 STREAM, its other base), kind and allocator;
+ * size and stack 0 until read. In a STREAM, an event in the long form or in the short form
+ * against the other base makes the previous ptr the other base (FORMAT.md 5.12). */
 static void
 event_begin(mp_events_t *it, mp_event_t *ev, uint8_t head, unsigned kind, uint64_t dseq,
-            uint64_t dptr) {
+            uint64_t base, uint64_t dptr, int swap) {
     it->seq += dseq;
-    it->ptr += dptr;
+    if (swap) it->ptr2 = it->ptr;
+    it->ptr = base + dptr;
     ev->seq = it->seq;
     ev->ptr = it->ptr;
     ev->kind = kind;
@@ -697,8 +700,9 @@ event_begin(mp_events_t *it, mp_event_t *ev, uint8_t head, unsigned kind, uint64
 }
 
 /* A 4.0 STREAM event in the short form (FORMAT.md 5.12), after its head byte: seq + 1, then
- * fixed-width fields (little-endian): the ptr delta / 16, zigzagged, in 3 bytes; an ALLOC's size
- * in 2; the stack in 3 unless the head's bit 2 says it is the previous one's. */
+ * fixed-width fields (little-endian): the ptr delta / 16, zigzagged, in 23 bits of 3 bytes, whose
+ * top bit says which base; an ALLOC's size in 2; the stack in 3 unless the head's bit 2 says it is
+ * the previous one's. */
 static int
 short_event(mp_events_t *it, uint8_t head, unsigned kind, int same_stack, mp_event_t *ev,
             mp_err_t *err) {
@@ -708,9 +712,11 @@ short_event(mp_events_t *it, uint8_t head, unsigned kind, int same_stack, mp_eve
     if ((size_t)(it->end - p) < need)
         return mp_err_set(err, MP_EFIELD, (uint64_t)(p - it->base), doing_record(MP_REC_EVENTS),
                           "short event runs past the record end");
-    uint64_t z = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16;
+    uint64_t z = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)(p[2] & 0x7f) << 16;
+    int other = p[2] >> 7; /* bit 23: the other base */
     p += 3;
-    event_begin(it, ev, head, kind, 1, (uint64_t)mp_unzigzag(z) << 4);
+    event_begin(it, ev, head, kind, 1, other ? it->ptr2 : it->ptr, (uint64_t)mp_unzigzag(z) << 4,
+                other);
     if (kind == MP_EV_ALLOC) {
         ev->size = (uint64_t)p[0] | (uint64_t)p[1] << 8;
         p += 2;
@@ -754,7 +760,7 @@ mp_events_next(mp_events_t *it, mp_event_t *ev, mp_err_t *err) {
     if (!seq1 && get(&it->p, it->end, &dseq) < 0) return event_field_error(it, p, "event seq", err);
     p = it->p;
     if (get(&it->p, it->end, &v) < 0) return event_field_error(it, p, "event ptr", err);
-    event_begin(it, ev, head, kind, dseq, (uint64_t)mp_unzigzag(v));
+    event_begin(it, ev, head, kind, dseq, it->ptr, (uint64_t)mp_unzigzag(v), it->cont);
     if (kind == MP_EV_ALLOC) {
         p = it->p;
         if (get(&it->p, it->end, &ev->size) < 0) return event_field_error(it, p, "event size", err);

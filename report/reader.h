@@ -210,6 +210,7 @@ typedef struct mp_events_s {
     const uint8_t *p, *end;
     uint64_t left;     /* events not yet decoded (STREAM: until end) */
     uint64_t seq, ptr; /* the last event's: what deltas apply to */
+    uint64_t ptr2;     /* STREAM: the other base of ptr deltas (4.0, FORMAT.md 5.12) */
     uint64_t stack;    /* the last ALLOC's or FREE's (STREAM's same-stack flag) */
     int cont;
     int short_form; /* STREAM of a 4.0 dump: bit 7 of the head marks the short form (5.12) */

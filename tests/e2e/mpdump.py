@@ -140,6 +140,7 @@ class Dump:
         self.events = []
         self.stream_last = {}  # stream -> (seq, ptr) of its last event (5.12)
         self.stream_stack = {}  # stream -> stack of its last ALLOC or FREE (5.12)
+        self.stream_ptr2 = {}  # stream -> the other base of its ptr deltas (5.12, 4.0)
         self.stacks = {}   # id -> [frame, ...] innermost first
         self.prev_stack = []  # the last STACK record's frames (3.0: sharing)
         self.modules = []  # (bias, [(start, end)], path, build_id)
@@ -191,6 +192,7 @@ class Dump:
         cont = count is None
         get = c.pvarint if cont else c.varint
         stack = self.stream_stack.get(stream, 0)
+        ptr2 = self.stream_ptr2.get(stream, 0)
         while (c.pos < c.end) if cont else count > 0:
             if c.pos >= c.end:
                 raise Corrupt("events run past their record")
@@ -203,8 +205,9 @@ class Dump:
                     same and kind == EV_REALLOC_FAIL):
                 raise Corrupt("bad event head byte 0x%02x" % head)
             if seq1 and self.major >= 4:
-                # 4.0 short form: seq + 1; the ptr delta / 16 zigzagged in 3 bytes, an ALLOC's
-                # size in 2, the stack in 3 unless bit 2 (little-endian)
+                # 4.0 short form: seq + 1; the ptr delta / 16 zigzagged in 23 bits of 3 bytes (the
+                # 24th: against the other base), an ALLOC's size in 2, the stack in 3 unless bit 2
+                # (little-endian)
                 def fixed(n):
                     if c.pos + n > c.end:
                         raise Corrupt("short event runs past its record")
@@ -212,14 +215,22 @@ class Dump:
                     return int.from_bytes(c.buf[c.pos - n:c.pos], "little")
                 seq = (seq + 1) & 0xFFFFFFFFFFFFFFFF
                 z = fixed(3)
-                ptr = (ptr + 16 * ((z >> 1) ^ -(z & 1))) & 0xFFFFFFFFFFFFFFFF
+                other = z >> 23  # the other base: then the two change places
+                z &= 0x7FFFFF
+                base = ptr2 if other else ptr
+                if other:
+                    ptr2 = ptr
+                ptr = (base + 16 * ((z >> 1) ^ -(z & 1))) & 0xFFFFFFFFFFFFFFFF
                 size = fixed(2) if kind == EV_ALLOC else 0
                 if kind != EV_REALLOC_FAIL:
                     stack = stack if same else fixed(3)
             else:
-                # 2.x, 3.x: bit 7 says seq + 1; 4.0: the long form
+                # 2.x, 3.x: bit 7 says seq + 1; 4.0: the long form, after which the previous
+                # ptr is the other base
                 seq = (seq + (1 if seq1 else get())) & 0xFFFFFFFFFFFFFFFF
                 z = get()
+                if cont:
+                    ptr2 = ptr
                 ptr = (ptr + ((z >> 1) ^ -(z & 1))) & 0xFFFFFFFFFFFFFFFF
                 size = get() if kind == EV_ALLOC else 0
                 if kind != EV_REALLOC_FAIL:
@@ -228,6 +239,7 @@ class Dump:
                        stack if kind != EV_REALLOC_FAIL else 0))
             self.stream_last[stream] = (seq, ptr)
             self.stream_stack[stream] = stack
+            self.stream_ptr2[stream] = ptr2
             if not cont:
                 count -= 1
 

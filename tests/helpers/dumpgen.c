@@ -251,6 +251,7 @@ mp_dg_stream_begin(mp_dg_t *g, uint64_t stream) {
     if (stream >= 64) abort();
     mp_dg_events_begin(g, stream, g->last_seq[stream]);
     g->ev_ptr = g->last_ptr[stream];
+    g->ev_ptr2 = g->last_ptr2[stream];
     g->ev_cont = 1;
 }
 
@@ -272,16 +273,21 @@ ev_put(mp_dg_t *g, unsigned kind, unsigned allocator, uint64_t seq, uint64_t ptr
     uint64_t *last_stack = g->ev_stream < 64 ? &g->last_stack[g->ev_stream] : NULL;
     int same = g->ev_cont && has_stack && last_stack && *last_stack == stack;
     int put_stack = has_stack && !same;
-    uint64_t d = ptr - g->ev_ptr;
-    uint64_t z = mp_zigzag((int64_t)d >> 4);
-    int shortf = g->ev_cont && g->major >= 4 && seq - g->ev_seq == 1 && (d & 15) == 0 &&
-                 z < (1u << 24) && (kind != MP_EV_ALLOC || size < (1u << 16)) &&
-                 (!put_stack || stack < (1u << 24));
+    uint64_t d = ptr - g->ev_ptr, d2 = ptr - g->ev_ptr2;
+    uint64_t z = mp_zigzag((int64_t)d >> 4), z2 = mp_zigzag((int64_t)d2 >> 4);
+    int fits = g->ev_cont && g->major >= 4 && seq - g->ev_seq == 1 &&
+               (kind != MP_EV_ALLOC || size < (1u << 16)) && (!put_stack || stack < (1u << 24));
+    /* The short form against the previous ptr, else against the other base (bit 23), else the
+     * long form; after either of the last two the previous ptr is the other base. */
+    int base0 = fits && (d & 15) == 0 && z < (1u << 23);
+    int base1 = fits && !base0 && (d2 & 15) == 0 && z2 < (1u << 23);
+    int shortf = base0 || base1;
     int seq1 = g->ev_cont && (g->major >= 4 ? shortf : seq - g->ev_seq == 1);
     uint8_t head = (uint8_t)(MP_EV_HEAD(kind, allocator) | seq1 << 7 | same << 2);
     put(&g->ev, &g->evlen, &g->evcap, &head, 1);
+    if (g->ev_cont && !base0) g->ev_ptr2 = g->ev_ptr;
     if (shortf) {
-        ev_fixed(g, z, 3);
+        ev_fixed(g, base0 ? z : z2 | 1u << 23, 3);
         if (kind == MP_EV_ALLOC) ev_fixed(g, size, 2);
         if (put_stack) ev_fixed(g, stack, 3);
     } else {
@@ -326,6 +332,7 @@ mp_dg_events_end(mp_dg_t *g) {
     if (g->ev_stream < 64 && g->ev_count) {
         g->last_seq[g->ev_stream] = g->ev_seq;
         g->last_ptr[g->ev_stream] = g->ev_ptr;
+        g->last_ptr2[g->ev_stream] = g->ev_ptr2;
     }
 }
 

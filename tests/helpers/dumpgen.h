@@ -23,9 +23,10 @@ typedef struct mp_dg_s {
     /* open EVENTS record */
     uint8_t *ev;
     size_t evlen, evcap;
-    uint64_t ev_stream, ev_count, ev_base, ev_seq, ev_ptr;
+    uint64_t ev_stream, ev_count, ev_base, ev_seq, ev_ptr, ev_ptr2;
     int ev_open, ev_cont;
     uint64_t last_seq[64], last_ptr[64]; /* each stream's last event (streams below 64) */
+    uint64_t last_ptr2[64];              /* and the other base of its ptr deltas (4.0) */
     uint64_t last_stack[64];             /* and its last ALLOC's or FREE's stack */
     unsigned major; /* the header's: STACK records differ from 3.0 on, STREAM events from 4.0 */
     uint64_t prev_frames[512]; /* the last STACK record's frames (3.0: sharing) */

@@ -579,6 +579,41 @@ Test(reader, stream_records_continue_across_records_and_chunks) {
     stream_records_continue(MP_FORMAT_MAJOR);
 }
 
+Test(reader, stream_short_events_against_the_other_base) {
+    /* Pointers alternating between two regions (pymalloc's arenas, the malloc heap): after the
+     * jump, each event is short against the other base, which the bases then trade. */
+    mp_dg_t g;
+    mp_dg_init(&g);
+    mp_dg_stream_begin(&g, 0);
+    mp_dg_alloc(&g, 1, 0x7f0000001000, 100, 4, MP_ALLOC_PYMEM_OBJ); /* long: from 0 */
+    mp_dg_alloc(&g, 2, 0x550000000010, 600, 4, MP_ALLOC_PYMEM_OBJ); /* long: far from both */
+    uint64_t at = g.evlen;
+    mp_dg_free_ev(&g, 3, 0x7f0000001000, 4, MP_ALLOC_PYMEM_OBJ); /* the other base, +0 */
+    cr_assert_eq(g.evlen - at, 4u);
+    cr_assert_eq(g.ev[at] & 0x80, 0x80);
+    cr_assert_eq(g.ev[at + 3], 0x80, "bit 23: the other base");
+    mp_dg_alloc(&g, 4, 0x7f0000001100, 50, 4, MP_ALLOC_PYMEM_OBJ); /* the previous ptr, +0x100 */
+    mp_dg_events_end(&g);
+    mp_dg_stream_begin(&g, 0); /* the bases carry into the next record */
+    at = g.evlen;
+    mp_dg_free_ev(&g, 5, 0x550000000010, 4, MP_ALLOC_PYMEM_OBJ); /* the other base again */
+    cr_assert_eq(g.evlen - at, 4u);
+    cr_assert_eq(g.ev[at + 3], 0x80);
+    mp_dg_free_ev(&g, 6, 0x7f0000001100, 4, MP_ALLOC_PYMEM_OBJ);
+    mp_dg_events_end(&g);
+    mp_dg_flush(&g);
+    mp_err_t err;
+    mp_model_t *m = NULL;
+    cr_assert_eq(model_rc(g.buf, g.len, &err, &m), 0, "%s", err.msg);
+    cr_assert_eq(m->summary.total_allocations, 3);
+    cr_assert_eq(m->summary.total_frees, 3);
+    cr_assert_eq(m->summary.unknown_frees, 0, "a FREE's address was decoded wrong");
+    cr_assert_eq(m->summary.leaked_bytes, 0);
+    cr_assert_eq(m->summary.peak_bytes, 700);
+    mp_model_free(m);
+    mp_dg_free(&g);
+}
+
 Test(reader, stream_records_of_older_dumps) {
     stream_records_continue(3);
     stream_records_continue(2);

@@ -176,6 +176,8 @@ typedef struct reader_s {
     int counted_markers;  /* each marker's seq is the count of events its owner pushed before it,
                            * and b the owner (threaded tests: marker_after) */
     uint64_t last_seq[MAX_STREAMS], last_ptr[MAX_STREAMS], last_stack[MAX_STREAMS];
+    uint64_t last_ptr2[MAX_STREAMS];     /* the other base of the ptr deltas (FORMAT.md 5.12) */
+    uint64_t other_base;                 /* short events against it */
     uint64_t flagged_seq, flagged_stack; /* events in the short form / with the same-stack flag */
     int64_t owner[MAX_STREAMS];          /* -1 before the first owner note */
     uint64_t stream_events[MAX_STREAMS], count[MAX_STREAMS][3], alloc_bytes[MAX_STREAMS];
@@ -201,7 +203,7 @@ reader_init(void) {
 /* The stream starts afresh (after mp_ring_reset_after_fork). */
 static void
 reader_forget(uint32_t s) {
-    rd.last_seq[s] = rd.last_ptr[s] = rd.stream_events[s] = rd.alloc_bytes[s] = 0;
+    rd.last_seq[s] = rd.last_ptr[s] = rd.last_ptr2[s] = rd.stream_events[s] = rd.alloc_bytes[s] = 0;
     rd.last_stack[s] = 0;
     rd.count[s][0] = rd.count[s][1] = rd.count[s][2] = 0;
     rd.owner[s] = -1;
@@ -237,6 +239,7 @@ read_bytes(mp_ring_t *r, uint64_t from, uint64_t to) {
     mp_ring_copy(r, from, to, copy_buf);
     const uint8_t *p = copy_buf, *end = copy_buf + (to - from);
     uint64_t seq = rd.last_seq[s], ptr = rd.last_ptr[s], i = rd.next[o], n = 0, wrapped = 0;
+    uint64_t ptr2 = rd.last_ptr2[s];
     uint64_t last_stack = rd.last_stack[s], flagged_seq = 0, flagged_stack = 0;
     uint64_t count[3] = {0, 0, 0}, bytes = 0;
     int bad = 0;
@@ -256,15 +259,23 @@ read_bytes(mp_ring_t *r, uint64_t from, uint64_t to) {
         if (same) stack = last_stack;
         int has_stack = kind != MP_EV_REALLOC_FAIL && !same;
         if (seq1) {
-            /* ptr delta / 16 zigzagged in 3 bytes, size in 2, stack in 3 (little-endian) */
+            /* ptr delta / 16 zigzagged in 23 bits of 3 bytes (the 24th: against the other base),
+             * size in 2, stack in 3 (little-endian) */
             size_t need = 3 + (kind == MP_EV_ALLOC ? 2 : 0) + (has_stack ? 3 : 0);
             if ((size_t)(end - p) < need) {
                 bad = fail("stream %u: short event at %llu runs past %llu", s,
                            (unsigned long long)at, (unsigned long long)to);
                 break;
             }
-            dp = mp_zigzag(
-                mp_unzigzag((uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16) * 16);
+            uint64_t base = p[2] >> 7 ? ptr2 : ptr;
+            dp =
+                mp_zigzag((int64_t)(base - ptr) + mp_unzigzag((uint64_t)p[0] | (uint64_t)p[1] << 8 |
+                                                              (uint64_t)(p[2] & 0x7f) << 16) *
+                                                      16);
+            if (p[2] >> 7) {
+                rd.other_base++;
+                ptr2 = ptr;
+            }
             p += 3;
             if (kind == MP_EV_ALLOC) size = (uint64_t)p[0] | (uint64_t)p[1] << 8, p += 2;
             if (has_stack) stack = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16;
@@ -275,6 +286,8 @@ read_bytes(mp_ring_t *r, uint64_t from, uint64_t to) {
             bad = fail("stream %u: event at %llu runs past %llu", s, (unsigned long long)at,
                        (unsigned long long)to);
             break;
+        } else {
+            ptr2 = ptr; /* after the long form, the previous ptr is the other base */
         }
         uint64_t len = from + (uint64_t)(p - copy_buf) - at;
         wrapped += (at & r->mask) + len > CAP;
@@ -303,6 +316,7 @@ read_bytes(mp_ring_t *r, uint64_t from, uint64_t to) {
     }
     rd.last_seq[s] = seq;
     rd.last_ptr[s] = ptr;
+    rd.last_ptr2[s] = ptr2;
     rd.last_stack[s] = last_stack;
     rd.flagged_seq += flagged_seq;
     rd.flagged_stack += flagged_stack;
@@ -580,6 +594,7 @@ Test(ring, wraps_with_events_of_every_length, .timeout = 30) {
     cr_assert_geq(straddled, 20, "only %llu events ran past the end of the storage",
                   (unsigned long long)straddled);
     cr_assert_gt(rd.flagged_seq, 0, "no event had the short form");
+    cr_assert_gt(rd.other_base, 0, "no short event used the other base");
     cr_assert_gt(rd.flagged_stack, 0, "no event had the same-stack flag");
     cr_assert_eq(rd.wrapped, straddled, "the reader decoded %llu of the %llu wrapped events",
                  (unsigned long long)rd.wrapped, (unsigned long long)straddled);

@@ -450,6 +450,7 @@ Test(writer_sys, stream_records_carry_every_event_and_note_in_place, .timeout = 
     size_t size;
     uint8_t *buf = read_dump(&size);
     uint64_t got[2] = {0, 0}, last_seq[2] = {0, 0}, last_ptr[2] = {0, 0}, seen_marks = 0;
+    uint64_t last_ptr2[2] = {0, 0};
     uint64_t last_stack[2] = {0, 0}, same_stack = 0, seq1 = 0;
     int threads[2] = {0, 0}, owner777 = 0;
     walk_t w = walk(buf, size);
@@ -493,14 +494,22 @@ Test(writer_sys, stream_records_carry_every_event_and_note_in_place, .timeout = 
                 if (shortf) {
                     seq1++;
                     cr_assert_leq(p + 3, body_end);
-                    v = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16;
+                    /* 23 bits of delta; the 24th: against the other base, which the previous
+                     * ptr then becomes */
+                    v = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)(p[2] & 0x7f) << 16;
+                    uint64_t base = last_ptr[stream];
+                    if (p[2] >> 7) {
+                        base = last_ptr2[stream];
+                        last_ptr2[stream] = last_ptr[stream];
+                    }
                     p += 3;
                     last_seq[stream] += 1;
-                    last_ptr[stream] += (uint64_t)mp_unzigzag(v) << 4;
+                    last_ptr[stream] = base + ((uint64_t)mp_unzigzag(v) << 4);
                 } else {
                     cr_assert_eq(mp_pvarint_get(&p, body_end, &v), 0);
                     last_seq[stream] += v;
                     cr_assert_eq(mp_pvarint_get(&p, body_end, &v), 0);
+                    last_ptr2[stream] = last_ptr[stream];
                     last_ptr[stream] += (uint64_t)mp_unzigzag(v);
                 }
                 cr_assert_eq(last_seq[stream], e->seq);
