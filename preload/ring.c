@@ -125,21 +125,21 @@ mp_ring_encode_long(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned allocator,
     if (kind == MP_EV_ALLOC) longer |= size >> 16;
     if (has_stack && !same) longer |= stack >> 24;
     if (!longer) {
-        uint8_t f[8];
-        f[0] = (uint8_t)(0x80u | allocator << 3 | (unsigned)same << 2 | kind);
-        z |= 1u << 23;
-        for (int i = 0; i < 3; i++) f[1 + i] = (uint8_t)(z >> (8 * i));
-        size_t n = 4;
+        /* As mp_ring_encode writes the short form (4-byte stores, the extra byte overwritten next
+         * or in the slack), with bit 23 set. */
+        p[0] = (uint8_t)(0x80u | allocator << 3 | (unsigned)same << 2 | kind);
+        uint32_t z32 = (uint32_t)z | 1u << 23, n = 4;
+        memcpy(p + 1, &z32, 4);
         if (kind == MP_EV_ALLOC) {
-            f[4] = (uint8_t)size;
-            f[5] = (uint8_t)(size >> 8);
+            uint32_t s32 = (uint32_t)size;
+            memcpy(p + 4, &s32, 4);
             n = 6;
         }
-        memcpy(p, f, n);
-        p += n;
         if (has_stack && !same) {
-            for (int i = 0; i < 3; i++) *p++ = (uint8_t)(stack >> (8 * i));
+            memcpy(p + n, &stack, 4);
+            n += 3;
         }
+        p += n;
     } else {
         *p++ = (uint8_t)(allocator << 3 | (unsigned)same << 2 | kind);
         p += mp_pvarint_put(p, seq - r->last_seq);
