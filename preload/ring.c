@@ -114,48 +114,27 @@ mp_ring_push_slow(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t *seq
 size_t
 mp_ring_encode_long(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned allocator, uint64_t seq,
                     uint64_t ptr, uint64_t size, uint32_t stack) {
-    uint8_t *start = p;
-    int has_stack = kind != MP_EV_REALLOC_FAIL, same = has_stack && stack == r->last_stack;
+    int same = mp_ring_same_stack(r, kind, stack);
     /* The short form against the other base (FORMAT.md 5.12): a thread's pointers alternate
      * between two regions wherever pymalloc's arenas and the malloc heap serve it in turn (blocks
      * over 512 bytes go to malloc), 17% of the events of scripts/bench_py/mix.py and threads.py. */
-    uint64_t d = ptr - r->last_ptr2;
-    uint64_t z = (uint64_t)((int64_t)d >> 4) << 1 ^ (uint64_t)((int64_t)d >> 63);
-    uint64_t longer = (seq - r->last_seq - 1) | (d & 15) | z >> 23;
-    if (kind == MP_EV_ALLOC) longer |= size >> 16;
-    if (has_stack && !same) longer |= stack >> 24;
-    if (!longer) {
-        /* As mp_ring_encode writes the short form (4-byte stores, the extra byte overwritten next
-         * or in the slack), with bit 23 set. */
-        p[0] = (uint8_t)(0x80u | allocator << 3 | (unsigned)same << 2 | kind);
-        uint32_t z32 = (uint32_t)z | 1u << 23, n = 4;
-        memcpy(p + 1, &z32, 4);
-        if (kind == MP_EV_ALLOC) {
-            uint32_t s32 = (uint32_t)size;
-            memcpy(p + 4, &s32, 4);
-            n = 6;
-        }
-        if (has_stack && !same) {
-            memcpy(p + n, &stack, 4);
-            n += 3;
-        }
-        p += n;
+    uint64_t z;
+    size_t n;
+    if (mp_ring_short_fits(r, kind, seq, ptr - r->last_ptr2, size, stack, same, &z)) {
+        n = mp_ring_put_short(p, kind, allocator, (uint32_t)z | 1u << 23, size, same, stack);
     } else {
-        *p++ = (uint8_t)(allocator << 3 | (unsigned)same << 2 | kind);
-        p += mp_pvarint_put(p, seq - r->last_seq);
-        p += mp_pvarint_put(p, mp_zigzag((int64_t)(ptr - r->last_ptr)));
-        if (kind == MP_EV_ALLOC) p += mp_pvarint_put(p, size);
-        if (has_stack && !same) p += mp_pvarint_put(p, stack);
+        uint8_t *q = p;
+        *q++ = (uint8_t)(allocator << 3 | (unsigned)same << 2 | kind);
+        q += mp_pvarint_put(q, seq - r->last_seq);
+        q += mp_pvarint_put(q, mp_zigzag((int64_t)(ptr - r->last_ptr)));
+        if (kind == MP_EV_ALLOC) q += mp_pvarint_put(q, size);
+        if (mp_ring_puts_stack(kind, same)) q += mp_pvarint_put(q, stack);
+        n = (size_t)(q - p);
     }
-    if (kind == MP_EV_ALLOC)
-        __atomic_store_n(&r->alloc_bytes, r->alloc_bytes + size, __ATOMIC_RELAXED);
-    if (has_stack && !same) r->last_stack = stack;
     /* Either way the bases change places: the previous pointer becomes the other one. */
     r->last_ptr2 = r->last_ptr;
-    r->last_seq = seq;
-    r->last_ptr = ptr;
-    __atomic_store_n(&r->count[kind], r->count[kind] + 1, __ATOMIC_RELAXED);
-    return (size_t)(p - start);
+    mp_ring_advance(r, kind, seq, ptr, size, same, stack);
+    return n;
 }
 
 int

@@ -109,6 +109,66 @@ int mp_ring_push_slow(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t 
 size_t mp_ring_encode_long(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned allocator,
                            uint64_t seq, uint64_t ptr, uint64_t size, uint32_t stack);
 
+/* Whether an event's stack is the stream's previous one (the head's bit 2; never for a
+ * REALLOC_FAIL, which has no stack). */
+static inline int
+mp_ring_same_stack(const mp_ring_t *r, unsigned kind, uint32_t stack) {
+    return kind != MP_EV_REALLOC_FAIL && stack == r->last_stack;
+}
+/* Whether the event writes its stack. */
+static inline int
+mp_ring_puts_stack(unsigned kind, int same) {
+    return kind != MP_EV_REALLOC_FAIL && !same;
+}
+
+/* The short form's fit (FORMAT.md 5.12): seq follows the stream's previous one, d (ptr less the
+ * base) is a multiple of 16 whose zigzagged quotient (*z) has 23 bits, an ALLOC's size 16 and
+ * a stack to write 24. Every test at once, with no branch but the caller's. */
+static inline int
+mp_ring_short_fits(const mp_ring_t *r, unsigned kind, uint64_t seq, uint64_t d, uint64_t size,
+                   uint32_t stack, int same, uint64_t *z) {
+    *z = (uint64_t)((int64_t)d >> 4) << 1 ^ (uint64_t)((int64_t)d >> 63); /* zigzag */
+    uint64_t longer = (seq - r->last_seq - 1) | (d & 15) | *z >> 23;
+    if (kind == MP_EV_ALLOC) longer |= size >> 16;
+    if (mp_ring_puts_stack(kind, same)) longer |= stack >> 24;
+    return longer == 0;
+}
+
+/* Write an event in the short form at p, its ptr field (23 bits of delta, and bit 23 for the
+ * other base) given; returns its length. The stores are 4 bytes wide where the field is 3 (or
+ * 2): the next field, the next event or the ring's slack takes the extra byte
+ * (MP_RING_EVENT_MAX). */
+static inline size_t
+mp_ring_put_short(uint8_t *p, unsigned kind, unsigned allocator, uint32_t field, uint64_t size,
+                  int same, uint32_t stack) {
+    p[0] = (uint8_t)(0x80u | allocator << 3 | (unsigned)same << 2 | kind);
+    __builtin_memcpy(p + 1, &field, 4);
+    size_t n = 4;
+    if (kind == MP_EV_ALLOC) {
+        uint32_t s32 = (uint32_t)size;
+        __builtin_memcpy(p + 4, &s32, 4);
+        n = 6;
+    }
+    if (mp_ring_puts_stack(kind, same)) {
+        __builtin_memcpy(p + n, &stack, 4);
+        n += 3;
+    }
+    return n;
+}
+
+/* After an event, in either form: the delta state (seq, ptr, and the stack if it was written)
+ * and the trailer's counters. */
+static inline void
+mp_ring_advance(mp_ring_t *r, unsigned kind, uint64_t seq, uint64_t ptr, uint64_t size, int same,
+                uint32_t stack) {
+    if (kind == MP_EV_ALLOC)
+        __atomic_store_n(&r->alloc_bytes, r->alloc_bytes + size, __ATOMIC_RELAXED);
+    if (mp_ring_puts_stack(kind, same)) r->last_stack = stack;
+    r->last_seq = seq;
+    r->last_ptr = ptr;
+    __atomic_store_n(&r->count[kind], r->count[kind] + 1, __ATOMIC_RELAXED);
+}
+
 /* Producer: encode one event at p (where mp_ring_push puts it) as a STREAM record's event
  * (FORMAT.md 5.12), advance the delta state and count it; returns its length. Two forms, told
  * apart by bit 7 of the head byte (with the kind, the allocator and the "same stack" flag):
@@ -121,37 +181,17 @@ size_t mp_ring_encode_long(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned all
  *   fewer per event than the prefix varints of the long form (ring.c) on scripts/bench_py/
  *   churn.py (cachegrind, the allocating thread), for 4% more bytes (6.7 an event, not 6.5);
  * - long: the rest (another thread took sequence numbers in between, a ptr far from both bases
- *   or not 16 bytes from them, a size of 64 KiB or more).
- * The stores are 4 bytes wide where the field is 3 (or 2): the next field, the next event or
- * the ring's slack takes the extra byte (MP_RING_EVENT_MAX). */
+ *   or not 16 bytes from them, a size of 64 KiB or more). */
 static inline size_t
 mp_ring_encode(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned allocator, uint64_t seq,
                uint64_t ptr, uint64_t size, uint32_t stack) {
-    uint64_t d = ptr - r->last_ptr;
-    uint64_t z = (uint64_t)((int64_t)d >> 4) << 1 ^ (uint64_t)((int64_t)d >> 63); /* zigzag */
-    int has_stack = kind != MP_EV_REALLOC_FAIL, same = has_stack && stack == r->last_stack;
-    uint64_t longer = (seq - r->last_seq - 1) | (d & 15) | z >> 23;
-    if (kind == MP_EV_ALLOC) longer |= size >> 16;
-    if (has_stack && !same) longer |= stack >> 24;
-    if (__builtin_expect(longer != 0, 0))
+    uint64_t z;
+    int same = mp_ring_same_stack(r, kind, stack);
+    if (__builtin_expect(
+            !mp_ring_short_fits(r, kind, seq, ptr - r->last_ptr, size, stack, same, &z), 0))
         return mp_ring_encode_long(r, p, kind, allocator, seq, ptr, size, stack);
-    p[0] = (uint8_t)(0x80u | allocator << 3 | (unsigned)same << 2 | kind);
-    uint32_t z32 = (uint32_t)z, n = 4;
-    __builtin_memcpy(p + 1, &z32, 4);
-    if (kind == MP_EV_ALLOC) {
-        uint32_t s32 = (uint32_t)size;
-        __builtin_memcpy(p + 4, &s32, 4);
-        n = 6;
-        __atomic_store_n(&r->alloc_bytes, r->alloc_bytes + size, __ATOMIC_RELAXED);
-    }
-    if (has_stack && !same) {
-        __builtin_memcpy(p + n, &stack, 4);
-        n += 3;
-        r->last_stack = stack;
-    }
-    r->last_seq = seq;
-    r->last_ptr = ptr;
-    __atomic_store_n(&r->count[kind], r->count[kind] + 1, __ATOMIC_RELAXED);
+    size_t n = mp_ring_put_short(p, kind, allocator, (uint32_t)z, size, same, stack);
+    mp_ring_advance(r, kind, seq, ptr, size, same, stack);
     return n;
 }
 
