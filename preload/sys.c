@@ -138,7 +138,7 @@ mp_sys_map_table(size_t n) {
     mp_sys_unmap(a + n, (size_t)(p + huge - a));
     /* Advice only: where transparent huge pages are off it fails or does nothing, and the table
      * is faulted in 4 KiB at a time, as any other mapping. */
-    sys(SYS_madvise, (long)a, (long)n, MADV_HUGEPAGE, 0, 0, 0);
+    mp_sys_advise_huge(a, n);
     return a;
 }
 
