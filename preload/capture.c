@@ -46,13 +46,26 @@ on_thread_exit(void *arg) {
     t->guard--;
 }
 
-void
-mp_state_set(int state) {
-    mp_store_release(&mp_state, state);
+/* mp_pyfast_off after a change of mp_state to state. */
+static void
+pyfast_follow(int state) {
     if (state == mp_state_running)
         __atomic_fetch_and(&mp_pyfast, ~(unsigned)mp_pyfast_off, __ATOMIC_SEQ_CST);
     else
         __atomic_fetch_or(&mp_pyfast, mp_pyfast_off, __ATOMIC_SEQ_CST);
+}
+
+void
+mp_state_set(int state) {
+    mp_store_release(&mp_state, state);
+    pyfast_follow(state);
+}
+
+int
+mp_state_cas(int expect, int state) {
+    if (!mp_cas_acq_rel(&mp_state, &expect, state)) return 0;
+    pyfast_follow(state);
+    return 1;
 }
 
 int
@@ -574,9 +587,10 @@ mp_capture_py_event(mp_thread_t *t, unsigned kind, unsigned allocator, const voi
                     int fam) {
     /* mp_pyfast equals fam only while every test of the general path comes out the usual way:
      * Python stacks only, walked with this family's layout, start-up over (python.h). What is
-     * left to test is the thread's: its own ring, and not inside memprof's Python calls. */
+     * left to test is the thread's (t->fast): its own ring, and not inside memprof's Python
+     * calls. */
     if (fam == MP_PYFAM_ANY || MP_UNLIKELY(mp_load_acquire(&mp_pyfast) != (unsigned)fam) ||
-        MP_UNLIKELY(t->status != mp_thread_active) || MP_UNLIKELY(t->frees_only))
+        MP_UNLIKELY(!t->fast))
         return mp_capture_event(t, kind, allocator, ptr, size);
     return mp_capture_py_fast(t, kind, allocator, ptr, size, fam);
 }

@@ -56,6 +56,8 @@ extern int mp_state; /* hooks record only while mp_state_running; set with mp_st
  * path tests instead of mp_state. A hook that read the bit just before the change records its
  * event, as one that read mp_state just before it always has. */
 void mp_state_set(int state);
+/* The same if mp_state is expect (acq_rel compare-and-swap); whether it was. */
+int mp_state_cas(int expect, int state);
 extern int mp_abandon; /* nonzero: producers stop waiting for ring space */
 /* The process-wide sequence counter (FORMAT.md 6), alone on its cache line: every producer
  * thread updates it, and a flag read on every event next to it would miss each time. */

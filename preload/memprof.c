@@ -240,9 +240,7 @@ finish(unsigned marker) {
     /* A vfork child shares our memory until it execs or calls _exit: it must not close the
      * parent's dump. Its pid differs from the owner's. */
     if (mp_load_relaxed(&mp_state) != mp_state_running || mp_sys_getpid() != owner_pid) return;
-    int expect = mp_state_running;
-    if (!mp_cas_acq_rel(&mp_state, &expect, mp_state_stopping)) return;
-    mp_state_set(mp_state_stopping); /* and the Python hooks' fast path off */
+    if (!mp_state_cas(mp_state_running, mp_state_stopping)) return;
     mp_thread_t *t = &mp_thread;
     t->guard++;
     uint64_t seq = mp_fetch_add_relaxed(&mp_seq, 1);
