@@ -615,7 +615,7 @@ mp_python_init(int walk) {
         mp_pyenv.code_type = code_type;
         mp_pycode_setup(L, bytes_type, unicode_type);
         /* Start-up interns some 20000 stacks, 40 frames deep (imports nest): ~9 MB of arena in
-         * 2 MiB pages rather than 2300 faults of 4 KiB; python3 -c pass started 5-10 ms
+         * 2 MiB pages rather than 2300 faults of 4 KiB; python3 -c pass started 3-6 ms
          * sooner (python-frames.md 8.2). */
         mp_stacks_advise_huge();
         find_eval_loop();

@@ -216,7 +216,7 @@ typedef struct mp_events_s {
     int short_form; /* STREAM of a 4.0 dump: bit 7 of the head marks the short form (5.12) */
 } mp_events_t;
 
-/* Before a stream's first record: no previous event (seq, ptr and stack 0). */
+/* Before a stream's first record: no previous event (seq, ptr, the other ptr base and stack 0). */
 void mp_events_reset(mp_events_t *it);
 /* Start decoding the events of a record decoded by mp_rec_events or mp_rec_stream. A STREAM
  * record continues from the last event it decoded (the stream's previous record, FORMAT.md
