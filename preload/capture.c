@@ -207,6 +207,9 @@ memo_map(mp_ring_t *r) {
     for (uint32_t i = 0; i < MEMO_SETS; i++)
         for (uint32_t w = 0; w < MEMO_WAYS; w++) a->way[i][w].store = (uint16_t)(i * MEMO_WAYS + w);
     r->scratch = a;
+    /* The caller owns r (or holds it for one event past its exit, when this leaves fast 0): its
+     * fast path, which needs the memo, may now run (mp_thread_refresh). */
+    mp_thread_refresh(&mp_thread);
     return a;
 }
 
@@ -407,8 +410,10 @@ static MP_ALWAYS_INLINE uint32_t
 python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
     const uint8_t *ts = mp_pyframes_tstate_fam(t->self, fam);
     if (!ts) return 0;
-    memo_area_t *a = area_of(r);
-    if (!a) return 0;
+    /* A family's fast path runs only while t->fast, which says that the memo is mapped: no
+     * test (2 instructions an event). */
+    memo_area_t *a = fam == MP_PYFAM_ANY ? area_of(r) : r->scratch;
+    if (fam == MP_PYFAM_ANY && !a) return 0;
     const int entry = mp_pykey_entry(native);
     uint32_t gen = mp_load_relaxed(&mp_pycode_gen);
     uint64_t w0, w1;

@@ -21,7 +21,7 @@ typedef struct mp_thread_s {
      * block, so a thread's first event takes the general path, which gives it its ring. */
     union {
         struct {
-            int fast;  /* 1 while status is active and frees_only 0 (mp_thread_refresh) */
+            int fast;  /* 1 while status is active, frees_only 0 and the memo mapped (below) */
             int guard; /* > 0 inside a hook or memprof's own code: nested calls pass through */
         };
         uint64_t word;
@@ -41,10 +41,12 @@ typedef struct mp_thread_s {
 enum { mp_thread_new = 0, mp_thread_active = 1, mp_thread_exited = 2 };
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "mp_thread_t.word == 1 reads fast first");
 
-/* After a change of t's status or frees_only. */
+/* After a change of t's status or frees_only, or once its ring's scratch mapping (capture.c's
+ * memo) is in place: the fast path reads the memo without testing for it. An active thread has a
+ * ring; a ring's scratch, once mapped, stays for good (every later owner keeps it). */
 static inline void
 mp_thread_refresh(mp_thread_t *t) {
-    t->fast = t->status == mp_thread_active && t->frees_only == 0;
+    t->fast = t->status == mp_thread_active && t->frees_only == 0 && t->ring->scratch != NULL;
 }
 
 extern __thread mp_thread_t mp_thread __attribute__((tls_model("initial-exec")));

@@ -10,7 +10,10 @@
 #include "pymiss.h"
 #include "stacks.h"
 
-mp_pyenv_t mp_pyenv;
+/* Until PyCode_Type is found, code_type points at a byte that is no object's type, so that a
+ * test of an object's type against it needs no test of it first (python.c's code_freed). */
+static const char no_type;
+mp_pyenv_t mp_pyenv = {.code_type = &no_type};
 
 /* A corrupt or cyclic chain ends the walk after this many frames, skipped ones included. */
 #define WALK_LIMIT 4096u

@@ -20,7 +20,7 @@
 typedef struct mp_pyenv_s {
     _Alignas(64) int walk;  /* nonzero: hooks may walk frames (cleared if the self-test fails) */
     const uint8_t *runtime; /* &_PyRuntime */
-    const void *code_type;  /* &PyCode_Type */
+    const void *code_type;  /* &PyCode_Type (pyframes.c: never NULL) */
     mp_pylayout_t L;        /* the layout table of this version, copied */
     uintptr_t eval_lo, eval_hi; /* _PyEval_EvalFrameDefault's code, for splicing (0: unknown) */
 } mp_pyenv_t;
@@ -135,6 +135,10 @@ mp_pyframes_first_iframe_fam(const uint8_t *ts, int fam) {
     const mp_pylayout_t *L = mp_pyL(fam);
     if (mp_pyfam_ts_current_frame(fam)) return mp_ldp(ts, L->ts_current_frame);
     const uint8_t *cf = mp_ldp(ts, L->ts_cframe);
+    /* 3.11 and 3.12 point cframe at the state's own root_cframe when they initialise it, before
+     * it can be current or bound to a thread (Python/pystate.c, init_threadstate), and never
+     * set it to NULL: the families' fast path does not test it. */
+    if (fam != MP_PYFAM_ANY) return mp_ldp(cf, L->cf_current_frame);
     return cf ? mp_ldp(cf, L->cf_current_frame) : NULL;
 }
 static inline const uint8_t *

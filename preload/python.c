@@ -206,10 +206,11 @@ hook_realloc_t(void *ctx, void *p, size_t n, int fam) {
 
 /* A code object's memory is about to be reused: end the walk memos (capture.c) that know its
  * address. Its header is intact here, freed by its own dealloc; every OBJ block has at least 16
- * readable bytes (pymalloc's alignment; malloc's minimum chunk). Tracked or not. */
+ * readable bytes (pymalloc's alignment; malloc's minimum chunk). Tracked or not. code_type is
+ * never NULL (pyframes.c), so an unknown type needs no test here. */
 static MP_ALWAYS_INLINE void
 code_freed(const domain_t *d, void *p, int dom) {
-    if (dom_allocator(d, dom) == MP_ALLOC_PYMEM_OBJ && p && mp_pyenv.code_type) {
+    if (dom_allocator(d, dom) == MP_ALLOC_PYMEM_OBJ && p) {
         if (mp_ldp(p, 8) == mp_pyenv.code_type) mp_fetch_add_relaxed(&mp_pycode_gen, 1);
     }
 }
