@@ -126,16 +126,21 @@ mp_sys_map(size_t n) {
     return r < 0 ? NULL : (void *)r;
 }
 
+/* A transparent huge page (x86-64): one covers only a range aligned to its size. */
+#define HUGE_PAGE ((uintptr_t)2 << 20)
+static inline uintptr_t
+huge_up(uintptr_t a) {
+    return (a + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+}
+
 void *
 mp_sys_map_table(size_t n) {
-    /* Reserve 2 MiB more, keep the 2 MiB-aligned part, give back the rest: a huge page covers
-     * only an aligned range. */
-    const size_t huge = 2u << 20;
-    char *p = mp_sys_map(n + huge);
+    /* Reserve a huge page more, keep the aligned part, give back the rest. */
+    char *p = mp_sys_map(n + HUGE_PAGE);
     if (!p) return NULL;
-    char *a = (char *)(((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1));
+    char *a = (char *)huge_up((uintptr_t)p);
     if (a > p) mp_sys_unmap(p, (size_t)(a - p));
-    mp_sys_unmap(a + n, (size_t)(p + huge - a));
+    mp_sys_unmap(a + n, (size_t)(p + HUGE_PAGE - a));
     /* Advice only: where transparent huge pages are off it fails or does nothing, and the table
      * is faulted in 4 KiB at a time, as any other mapping. */
     mp_sys_advise_huge(a, n);
@@ -144,8 +149,7 @@ mp_sys_map_table(size_t n) {
 
 void
 mp_sys_advise_huge(void *p, size_t n) {
-    const uintptr_t huge = 2u << 20;
-    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), e = ((uintptr_t)p + n) & ~(huge - 1);
+    uintptr_t a = huge_up((uintptr_t)p), e = ((uintptr_t)p + n) & ~(HUGE_PAGE - 1);
     if (e > a) sys(SYS_madvise, (long)a, (long)(e - a), MADV_HUGEPAGE, 0, 0, 0);
 }
 
