@@ -84,7 +84,8 @@ suffixed(char *out, const char *base, const char *tag, uint64_t num, unsigned k)
  *  - anything else (a dump of a dead process, not a dump): stale, overwritten.
  * The configured name of something that is not a regular file (/dev/null, a FIFO) is written
  * to as it is: no header to read, nothing to keep, and a ".<pid>" file beside a device would
- * land in /dev. */
+ * land in /dev. A FIFO takes one writer at a time (mp_sys_claim_fifo): a process that finds
+ * another one streaming into it does not track. */
 static int
 open_dump(int pid) {
     if (mp_config_expand_output(cfg.output, pid, dump_path, sizeof dump_path - 48) != 0) {
@@ -102,6 +103,13 @@ open_dump(int pid) {
         if (fd != -EEXIST) break;
         if (k == 0 && mp_sys_is_special(dump_path) == 1) {
             fd = mp_sys_open_nowait(dump_path, 0);
+            /* One stream per FIFO: a second writer (a fork child, or a program it started,
+             * when the name has no %p) would interleave its chunks with the first one's and
+             * break both dumps. The first holds the FIFO's lock until it closes it. */
+            if (fd >= 0 && mp_sys_claim_fifo(fd) == -EWOULDBLOCK) {
+                mp_sys_close(fd);
+                fd = -EBUSY;
+            }
             break;
         }
         int owner = dump_owner(dump_path);
@@ -123,6 +131,8 @@ open_dump(int pid) {
              : fd == -ENOENT ? "cannot create the dump (no such directory), tracking disabled: "
              : fd == -ENXIO  ? "cannot write the dump (a FIFO with no reader), tracking disabled: "
              : fd == -EISDIR ? "cannot create the dump (it names a directory), tracking disabled: "
+             : fd == -EBUSY  ? "another process streams into this FIFO already (put %p in "
+                               "MEMPROF_OUTPUT to give each its own), tracking disabled: "
                              : "cannot create the dump, tracking disabled: ",
              dump_path);
         return -1;

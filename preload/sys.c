@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -82,6 +83,14 @@ mp_sys_file_id(int fd, uint64_t *dev, uint64_t *ino) {
 int
 mp_sys_close(int fd) {
     return (int)sys(SYS_close, fd, 0, 0, 0, 0, 0);
+}
+
+int
+mp_sys_claim_fifo(int fd) {
+    struct stat st;
+    if (sys(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) < 0 || !S_ISFIFO(st.st_mode)) return 0;
+    long r = sys(SYS_flock, fd, LOCK_EX | LOCK_NB, 0, 0, 0, 0);
+    return r == -EWOULDBLOCK ? -EWOULDBLOCK : 0;
 }
 
 ssize_t

@@ -29,6 +29,11 @@ int mp_sys_is_special(const char *path);
 /* Open path for writing (O_WRONLY | flags) without blocking on a FIFO that has no reader
  * (-ENXIO then), the descriptor made blocking again for the writer. fd or -errno. */
 int mp_sys_open_nowait(const char *path, int flags);
+/* If fd is a FIFO, take an exclusive flock(2) on it without waiting, held for as long as fd's
+ * open file description lives (fork children share it): -EWOULDBLOCK when another description
+ * holds it, that is, another process streams into the same FIFO. 0 otherwise, also where the
+ * file is not a FIFO or cannot be locked at all. */
+int mp_sys_claim_fifo(int fd);
 ssize_t mp_sys_pread(int fd, void *buf, size_t n, off_t off); /* bytes or -errno */
 /* Read a whole small file (e.g. /proc/self/maps) into buf; returns bytes (< cap) or -errno. */
 ssize_t mp_sys_read_file(const char *path, char *buf, size_t cap);

@@ -512,7 +512,8 @@ def read_fifo_while(proc, fd, timeout=120):
 def case_outputs(c):
     """MEMPROF_OUTPUT naming something that is not a regular file: /dev/null and a FIFO with a
     reader are written as they are (no "<name>.<pid>" file beside them); a FIFO with no reader
-    and a directory each give one warning line, and the program still runs normally."""
+    and a directory each give one warning line, and the program still runs normally; a FIFO
+    that several processes name carries the first one's dump only."""
     exe = c.exe("allocators")
     # /dev/null: no message, exit 0, and nothing created next to it.
     before = set(os.listdir("/dev"))
@@ -563,6 +564,36 @@ def case_outputs(c):
                 and path in lines[0], "%s: expected one line naming %s and %r, got %r"
                 % (label, path, why, lines))
         c.eq("%s: files written" % label, sorted(os.listdir(c.tmp)), before)
+    # One FIFO named by every process of forkexec (no %p): the parent, which opens it first,
+    # streams its dump whole; each other process image (three fork children, the fork child
+    # that execs and the program it becomes, the spawned one) prints one line and does not track.
+    shared = os.path.join(c.tmp, "shared.fifo")
+    os.mkfifo(shared)
+    fd = os.open(shared, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        proc = subprocess.Popen([c.exe("forkexec")], env=c.preload_env(shared, MEMPROF_QUIET=1),
+                                cwd=c.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        data = read_fifo_while(proc, fd)
+        out, err = proc.communicate(timeout=240)
+    finally:
+        os.close(fd)
+    c.require(proc.returncode == 0, "shared FIFO: forkexec exited with %d: %s"
+              % (proc.returncode, err.decode("utf-8", "replace")[-2000:]))
+    lines = err.decode("utf-8", "replace").splitlines()
+    c.check(len(lines) == 6 and all(
+        l.startswith("memprof: another process streams into this FIFO already") and shared in l
+        for l in lines), "shared FIFO: expected 6 lines saying another process streams into %s, "
+        "got %r" % (shared, lines))
+    procs = c.ledger(out.decode("utf-8", "replace"))
+    parent = [pid for pid, pr in procs.items() if pr.get("role") == "parent"]
+    c.require(len(parent) == 1, "shared FIFO: no single parent ledger in %r" % procs)
+    copy = os.path.join(c.tmp, "from-shared-fifo.dump")
+    with open(copy, "wb") as f:
+        f.write(data)
+    r = c.report(copy)
+    c.eq("shared FIFO: process.pid", r["process"]["pid"], parent[0])
+    c.eq("shared FIFO: process.incomplete", r["process"]["incomplete"], False)
+    c.compare("shared FIFO", r, procs[parent[0]]["expect"])
 
 
 VALGRIND_RE = {
