@@ -411,9 +411,40 @@ memo_lookup(memo_area_t *a, const uint8_t *ts, uint32_t gen) {
  * object freed since) does the memo lookup run; it refills one of them. Any entry is a safe
  * guess: the check compares every frame, the length and the generation, and an entry's key and
  * id are copied together, so they always belong together. */
+/* 3.12+, the calling thread's state when its _Py_tss_tstate did not give it: the thread has
+ * not relied on that address yet (its first events), or it is detached (an allocation with the
+ * GIL released, which still has the thread's own frames). The gilstate TSS, then; and the
+ * address is kept only once the variable there holds the same state as the TSS says: whatever
+ * python.c's find_tstate_tls found is checked on every thread before the thread reads through
+ * it, and a variable that holds anything else ends its use for good. */
+static MP_NOINLINE const uint8_t *
+tstate_tls_miss(void) {
+    mp_thread_t *t = &mp_thread;
+    const uint8_t *tss = mp_pyframes_tstate_of(t->self);
+    if (!t->py_tls && tss) {
+        const uint8_t *const *slot = mp_pyframes_tls_slot();
+        const uint8_t *v = slot ? *slot : NULL;
+        if (v == tss)
+            t->py_tls = slot;
+        else if (v)
+            mp_pyframes_tls_forget();
+    }
+    return tss;
+}
+
 static MP_ALWAYS_INLINE uint32_t
 python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
-    const uint8_t *ts = mp_pyframes_tstate_fam(t->self, fam);
+    const uint8_t *ts;
+    if (fam != MP_PYFAM_ANY && !mp_pyfam_gil_holder(fam)) {
+        /* 3.12+: CPython's own thread-local, through its address kept per thread (two loads),
+         * rather than pthread_getspecific and the finalization check (some 25 instructions an
+         * event): a state the thread is attached to is live, finalization or not. */
+        const uint8_t *const *slot = t->py_tls;
+        ts = MP_LIKELY(slot != NULL) ? *slot : NULL;
+        if (MP_UNLIKELY(ts == NULL)) ts = tstate_tls_miss();
+    } else {
+        ts = mp_pyframes_tstate_fam(t->self, fam);
+    }
     if (!ts) return 0;
     /* A family's fast path runs only while t->fast, which says that the memo is mapped: no
      * test (2 instructions an event). */

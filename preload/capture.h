@@ -36,6 +36,8 @@ typedef struct mp_thread_s {
     const uint64_t *inherit;
     uint32_t inherit_n;
     uint32_t inherit_id; /* its stack id */
+    /* 3.12+: the address of this thread's _Py_tss_tstate (mp_pyframes_tls_slot), once found. */
+    const uint8_t *const *py_tls;
 } mp_thread_t;
 
 enum { mp_thread_new = 0, mp_thread_active = 1, mp_thread_exited = 2 };

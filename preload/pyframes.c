@@ -9,11 +9,23 @@
 #include "pycode.h"
 #include "pymiss.h"
 #include "stacks.h"
+#include "sys.h"
 
 /* Until PyCode_Type is found, code_type points at a byte that is no object's type, so that a
  * test of an object's type against it needs no test of it first (python.c's code_freed). */
 static const char no_type;
 mp_pyenv_t mp_pyenv = {.code_type = &no_type};
+
+const uint8_t *const *
+mp_pyframes_tls_slot(void) {
+    if (!mp_load_relaxed(&mp_pyenv.tls_tp)) return NULL;
+    return (const uint8_t *const *)(mp_sys_thread_pointer() + (uintptr_t)mp_pyenv.tls_tpoff);
+}
+
+void
+mp_pyframes_tls_forget(void) {
+    mp_store_relaxed(&mp_pyenv.tls_tp, 0);
+}
 
 /* A corrupt or cyclic chain ends the walk after this many frames, skipped ones included. */
 #define WALK_LIMIT 4096u

@@ -23,6 +23,12 @@ typedef struct mp_pyenv_s {
     const void *code_type;  /* &PyCode_Type (pyframes.c: never NULL) */
     mp_pylayout_t L;        /* the layout table of this version, copied */
     uintptr_t eval_lo, eval_hi; /* _PyEval_EvalFrameDefault's code, for splicing (0: unknown) */
+    /* 3.12+: where _Py_tss_tstate, CPython's thread-local current state, lies for every thread
+     * (mp_pyframes_tls_slot): tls_tpoff bytes from the thread pointer, when tls_tp says it was
+     * found (libpython is in the program's initial link map, so its TLS is in the static block,
+     * at the same offset in every thread). */
+    intptr_t tls_tpoff;
+    int tls_tp;
 } mp_pyenv_t;
 extern mp_pyenv_t mp_pyenv;
 
@@ -116,6 +122,13 @@ mp_pyframes_tstate_fam(uintptr_t self, int fam) {
     if (t && fin && t != fin) return NULL;
     return t;
 }
+
+/* Where find_tstate_tls (python.c) says it is, the calling thread's _Py_tss_tstate (3.12+):
+ * the state the thread is attached to (it holds the GIL), NULL while it is detached. The
+ * variable's address, which the caller keeps for its thread; NULL if unknown. */
+const uint8_t *const *mp_pyframes_tls_slot(void);
+/* Stop giving that address (it held something else than the thread's state). */
+void mp_pyframes_tls_forget(void);
 
 static inline const uint8_t *
 mp_pyframes_tstate_of(uintptr_t self) {

@@ -49,6 +49,13 @@ void *mp_sys_map_table(size_t n);
  * only, as in mp_sys_map_table. */
 void mp_sys_advise_huge(void *p, size_t n);
 void mp_sys_unmap(void *p, size_t n);
+/* The calling thread's thread pointer (x86-64: %fs base, whose first word points to itself). */
+static inline uintptr_t
+mp_sys_thread_pointer(void) {
+    uintptr_t tp;
+    __asm__("mov %%fs:0, %0" : "=r"(tp));
+    return tp;
+}
 int mp_sys_getpid(void);
 int mp_sys_getppid(void);
 int mp_sys_alive(int pid); /* 1 if a process with this pid exists (kill(pid, 0)) */
