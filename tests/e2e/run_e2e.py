@@ -509,6 +509,24 @@ def read_fifo_while(proc, fd, timeout=120):
             time.sleep(0.005)
 
 
+def run_into_fifo(c, label, argv, fifo):
+    """Run argv with its dump going into a new FIFO at fifo, read as it runs: (stdout, stderr,
+    the bytes that came through). The program must exit with 0."""
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        proc = subprocess.Popen(argv, env=c.preload_env(fifo, MEMPROF_QUIET=1), cwd=c.tmp,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        data = read_fifo_while(proc, fd)
+        out, err = proc.communicate(timeout=240)
+    finally:
+        os.close(fd)
+    out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    c.require(proc.returncode == 0, "%s: the program exited with %d: %s"
+              % (label, proc.returncode, err[-2000:]))
+    return out, err, data
+
+
 def case_outputs(c):
     """MEMPROF_OUTPUT naming something that is not a regular file: /dev/null and a FIFO with a
     reader are written as they are (no "<name>.<pid>" file beside them); a FIFO with no reader
@@ -532,19 +550,9 @@ def case_outputs(c):
          ["memprof: the dump went to /dev/null, which is not a regular file: no report"])
     # A FIFO with a reader: the bytes that came through are the whole dump.
     fifo = os.path.join(c.tmp, "dump.fifo")
-    os.mkfifo(fifo)
-    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        proc = subprocess.Popen([exe], env=c.preload_env(fifo, MEMPROF_QUIET=1), cwd=c.tmp,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        data = read_fifo_while(proc, fd)
-        out, err = proc.communicate(timeout=240)
-    finally:
-        os.close(fd)
-    c.require(proc.returncode == 0, "FIFO: the program exited with %d: %s"
-              % (proc.returncode, err.decode("utf-8", "replace")[-2000:]))
-    c.eq("FIFO: messages", err.decode("utf-8", "replace"), "")
-    _pid, expect = c.only_process(out.decode("utf-8", "replace"))
+    out, err, data = run_into_fifo(c, "FIFO", [exe], fifo)
+    c.eq("FIFO: messages", err, "")
+    _pid, expect = c.only_process(out)
     c.eq("FIFO: files beside it", sorted(os.listdir(c.tmp)), ["dump.fifo"])
     copy = os.path.join(c.tmp, "from-fifo.dump")
     with open(copy, "wb") as f:
@@ -568,23 +576,13 @@ def case_outputs(c):
     # streams its dump whole; each other process image (three fork children, the fork child
     # that execs and the program it becomes, the spawned one) prints one line and does not track.
     shared = os.path.join(c.tmp, "shared.fifo")
-    os.mkfifo(shared)
-    fd = os.open(shared, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        proc = subprocess.Popen([c.exe("forkexec")], env=c.preload_env(shared, MEMPROF_QUIET=1),
-                                cwd=c.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        data = read_fifo_while(proc, fd)
-        out, err = proc.communicate(timeout=240)
-    finally:
-        os.close(fd)
-    c.require(proc.returncode == 0, "shared FIFO: forkexec exited with %d: %s"
-              % (proc.returncode, err.decode("utf-8", "replace")[-2000:]))
-    lines = err.decode("utf-8", "replace").splitlines()
+    out, err, data = run_into_fifo(c, "shared FIFO", [c.exe("forkexec")], shared)
+    lines = err.splitlines()
     c.check(len(lines) == 6 and all(
         l.startswith("memprof: another process streams into this FIFO already") and shared in l
         for l in lines), "shared FIFO: expected 6 lines saying another process streams into %s, "
         "got %r" % (shared, lines))
-    procs = c.ledger(out.decode("utf-8", "replace"))
+    procs = c.ledger(out)
     parent = [pid for pid, pr in procs.items() if pr.get("role") == "parent"]
     c.require(len(parent) == 1, "shared FIFO: no single parent ledger in %r" % procs)
     copy = os.path.join(c.tmp, "from-shared-fifo.dump")
