@@ -23,6 +23,7 @@
 #include "format.h"
 #include "pycode.h"
 #include "pyframes.h"
+#include "pytls.h"
 #include "stacks.h"
 #include "sys.h"
 
@@ -563,51 +564,32 @@ find_eval_loop(void) {
 /* ld.so's general-dynamic TLS lookup. */
 extern void *__tls_get_addr(void *desc);
 
-/* 3.12+ keep the attached thread state in a thread-local, _Py_tss_tstate, that libpython does
- * not export; _PyThreadState_GetCurrent returns it. Its code gives the variable's TLS access in
- * one of the x86-64 ABI's sequences: general dynamic (data16 lea desc(%rip),%rdi; data16 data16
- * rex.W call __tls_get_addr; mov (%rax),%rax), initial exec (mov off@gottpoff(%rip),%rax; mov
- * %fs:(%rax),%rax) or local exec (mov %fs:off,%rax). Anything else leaves both unset: the
- * hooks then find the state through the gilstate TSS (pthread_getspecific), as before. Each
- * thread checks what this found against the TSS before it relies on it (capture.c). */
+/* 3.12+: where _Py_tss_tstate lies, from _PyThreadState_GetCurrent's code (pytls.h), as an offset
+ * from the thread pointer that holds in every thread (libpython is in the program's initial link
+ * map: its TLS is in the static block). The general-dynamic form asks __tls_get_addr once, here:
+ * in the constructor, before any dlopen, it reads this thread's DTV and allocates nothing. Each
+ * thread checks the variable against the TSS before it relies on it (capture.c). Not found: the
+ * hooks find the state through the TSS, as before. */
 static void
 find_tstate_tls(void) {
     const uint8_t *c = sym("_PyThreadState_GetCurrent");
     Dl_info di;
     const ElfW(Sym) *s = NULL;
-    if (!c || !dladdr1(c, &di, (void **)&s, RTLD_DL_SYMENT) || !s || s->st_size < 19) return;
-    size_t size = s->st_size;
-    int32_t rel;
-    for (size_t i = 0; i + 19 <= size && i < 16; i++) {
-        const uint8_t *p = c + i;
-        static const uint8_t gd1[] = {0x66, 0x48, 0x8d, 0x3d}, gd2[] = {0x66, 0x66, 0x48, 0xe8},
-                             ld[] = {0x48, 0x8b, 0x00}, ie1[] = {0x48, 0x8b, 0x05},
-                             ie2[] = {0x64, 0x48, 0x8b, 0x00},
-                             le[] = {0x64, 0x48, 0x8b, 0x04, 0x25};
-        if (!memcmp(p, gd1, 4) && !memcmp(p + 8, gd2, 4) && !memcmp(p + 16, ld, 3)) {
-            /* Once, here (the constructor, before any dlopen: the call reads this thread's
-             * DTV and allocates nothing), and as an offset from then on. */
-            memcpy(&rel, p + 4, 4);
-            const uint8_t *var = __tls_get_addr((void *)(uintptr_t)(p + 8 + rel));
-            mp_pyenv.tls_tpoff = (intptr_t)((uintptr_t)var - mp_sys_thread_pointer());
-            mp_pyenv.tls_tp = 1;
+    if (!c || !dladdr1(c, &di, (void **)&s, RTLD_DL_SYMENT) || !s) return;
+    uintptr_t desc = 0;
+    intptr_t off = 0;
+    switch (mp_pytls_decode(c, s->st_size, &desc, &off)) {
+        case MP_PYTLS_DESC:
+            off = (intptr_t)((uintptr_t)__tls_get_addr((void *)desc) - mp_sys_thread_pointer());
+            if (off >= 0 || off <= -((intptr_t)64 << 20)) return;
+            break;
+        case MP_PYTLS_OFFSET:
+            break;
+        default:
             return;
-        }
-        if (!memcmp(p, ie1, 3) && !memcmp(p + 7, ie2, 4)) {
-            memcpy(&rel, p + 3, 4);
-            int64_t off;
-            memcpy(&off, p + 7 + rel, 8);
-            mp_pyenv.tls_tpoff = (intptr_t)off;
-            mp_pyenv.tls_tp = 1;
-            return;
-        }
-        if (!memcmp(p, le, 5)) {
-            memcpy(&rel, p + 5, 4);
-            mp_pyenv.tls_tpoff = rel;
-            mp_pyenv.tls_tp = 1;
-            return;
-        }
     }
+    mp_pyenv.tls_tpoff = off;
+    mp_pyenv.tls_tp = 1;
 }
 
 int
