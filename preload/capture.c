@@ -399,18 +399,6 @@ memo_lookup(memo_area_t *a, const uint8_t *ts, uint32_t gen) {
     return memo_fill(a, set, ts, nk, h, gen);
 }
 
-/* The calling thread's Python stack id, 0 when it runs no Python (or the stack cannot be
- * interned). r is the calling thread's ring; fam: the layout family (pyframes.h); native:
- * mp_native (whose keys carry 3.11's is_entry). Both are constants on the fast path.
- *
- * First the hot entry of the innermost frame's key words (its code and position): the stack last
- * served there, its key kept whole in the entry's cache line (or past it, in hot_deep, for deep
- * chains), checked frame by frame against the chain with nothing stored. That is about half the
- * work of building the key, hashing it and comparing, and one cache line. Then the set's second
- * entry. Only when neither is right (another caller, a third site sharing the set, or a code
- * object freed since) does the memo lookup run; it refills one of them. Any entry is a safe
- * guess: the check compares every frame, the length and the generation, and an entry's key and
- * id are copied together, so they always belong together. */
 /* 3.12+, the calling thread's state when its _Py_tss_tstate did not give it: the thread has
  * not relied on that address yet (its first events), or it is detached (an allocation with the
  * GIL released, which still has the thread's own frames). The gilstate TSS, then; and the
@@ -432,6 +420,18 @@ tstate_tls_miss(void) {
     return tss;
 }
 
+/* The calling thread's Python stack id, 0 when it runs no Python (or the stack cannot be
+ * interned). r is the calling thread's ring; fam: the layout family (pyframes.h); native:
+ * mp_native (whose keys carry 3.11's is_entry). Both are constants on the fast path.
+ *
+ * First the hot entry of the innermost frame's key words (its code and position): the stack last
+ * served there, its key kept whole in the entry's cache line (or past it, in hot_deep, for deep
+ * chains), checked frame by frame against the chain with nothing stored. That is about half the
+ * work of building the key, hashing it and comparing, and one cache line. Then the set's second
+ * entry. Only when neither is right (another caller, a third site sharing the set, or a code
+ * object freed since) does the memo lookup run; it refills one of them. Any entry is a safe
+ * guess: the check compares every frame, the length and the generation, and an entry's key and
+ * id are copied together, so they always belong together. */
 static MP_ALWAYS_INLINE uint32_t
 python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
     const uint8_t *ts;
