@@ -508,6 +508,15 @@ mp_writer_stop(unsigned marker_kind, uint64_t seq, uint64_t timeout_ms) {
 
 void
 mp_writer_forget(void) {
+    /* The parent's descriptors, inherited: its dump (checked to be it, as ensure_fd does) and
+     * its statm. Not the child's to use, and the dump's, kept open, would hold the parent's
+     * FIFO lock (memprof.c) for as long as the child lives. */
+    uint64_t dev, ino;
+    if (W.o.fd >= 0 && mp_sys_file_id(W.o.fd, &dev, &ino) == 0 && dev == W.dev && ino == W.ino)
+        mp_sys_close(W.o.fd);
+    W.o.fd = -1;
+    if (W.statm_fd >= 0) mp_sys_close(W.statm_fd);
+    W.statm_fd = -1;
     W.running = 0;
     W.sleeping = 0;
     mp_ring_kick = mp_writer_kick;

@@ -57,11 +57,26 @@ def line(function, n, size, kept=0, freed=0):
 
 # ---- processes ---------------------------------------------------------------------------------
 
+def parent_dump_fds():
+    """Descriptors of this process open on its parent's dump (MEMPROF_OUTPUT with the parent's
+    pid): a fork child's copy of the parent's is memprof's to close."""
+    name = os.environ.get("MEMPROF_OUTPUT", "").replace("%p", str(os.getppid()))
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink("/proc/self/fd/" + fd) == name
+        except OSError:
+            pass  # the directory's own descriptor, closed by now
+    return n
+
+
 def child(role):
     for i in range(CHILD_ALLOCS):
         child_keep[i] = b"\0" * 60013  # L:child
     size = sys.getsizeof(child_keep[0])
+    fds = parent_dump_fds()
     say(role, {"child": line("child", CHILD_ALLOCS, size, kept=CHILD_ALLOCS)})
+    print("memprof-fds " + json.dumps({"role": role, "parent_dump_fds": fds}), flush=True)
 
 
 def processes():
