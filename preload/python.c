@@ -581,7 +581,7 @@ find_tstate_tls(void) {
     switch (mp_pytls_decode(c, s->st_size, &desc, &off)) {
         case MP_PYTLS_DESC:
             off = (intptr_t)((uintptr_t)__tls_get_addr((void *)desc) - mp_sys_thread_pointer());
-            if (off >= 0 || off <= -((intptr_t)64 << 20)) return;
+            if (!mp_pytls_offset_ok(off)) return;
             break;
         case MP_PYTLS_OFFSET:
             break;

@@ -3,8 +3,8 @@
 
 #include <string.h>
 
-static int
-offset_ok(intptr_t off) {
+int
+mp_pytls_offset_ok(intptr_t off) {
     return off < 0 && off > -((intptr_t)64 << 20);
 }
 
@@ -27,13 +27,13 @@ mp_pytls_decode(const uint8_t *code, size_t size, uintptr_t *desc, intptr_t *off
             memcpy(&rel, p + 3, 4);
             int64_t v;
             memcpy(&v, p + 7 + rel, 8); /* the GOT entry the linker filled with the offset */
-            if (!offset_ok((intptr_t)v)) return MP_PYTLS_NONE;
+            if (!mp_pytls_offset_ok((intptr_t)v)) return MP_PYTLS_NONE;
             *off = (intptr_t)v;
             return MP_PYTLS_OFFSET;
         }
         if (left >= 9 && !memcmp(p, le, 5)) {
             memcpy(&rel, p + 5, 4);
-            if (!offset_ok(rel)) return MP_PYTLS_NONE;
+            if (!mp_pytls_offset_ok(rel)) return MP_PYTLS_NONE;
             *off = rel;
             return MP_PYTLS_OFFSET;
         }

@@ -25,5 +25,7 @@ enum {
  * function's length. An offset is kept only where a static TLS block can be: below the thread
  * pointer (variant II), within 64 MiB. */
 int mp_pytls_decode(const uint8_t *code, size_t size, uintptr_t *desc, intptr_t *off);
+/* Whether off (from the thread pointer) can be in the static TLS block: the bound above. */
+int mp_pytls_offset_ok(intptr_t off);
 
 #endif

@@ -64,16 +64,22 @@ static struct {
 
 /* ---- chunk buffer ------------------------------------------------------------------------ */
 
+/* Whether fd is open on our dump (the file mp_writer_start wrote the header to). */
+static int
+is_dump(int fd) {
+    uint64_t dev, ino;
+    return mp_sys_file_id(fd, &dev, &ino) == 0 && dev == W.dev && ino == W.ino;
+}
+
 /* Is W.o.fd still our dump? A program may close every descriptor (a fork child before exec,
  * a daemon) and reuse the number for a file of its own: never write there. Reopen the dump by
  * name instead (O_APPEND: chunks go at its end, as before). 0, or -1 if it cannot be found. */
 static int
 ensure_fd(void) {
-    uint64_t dev, ino;
-    if (mp_sys_file_id(W.o.fd, &dev, &ino) == 0 && dev == W.dev && ino == W.ino) return 0;
+    if (is_dump(W.o.fd)) return 0;
     int fd = mp_sys_open_nowait(W.o.path, O_APPEND); /* a FIFO's reader may be gone */
     if (fd < 0) return -1;
-    if (mp_sys_file_id(fd, &dev, &ino) != 0 || dev != W.dev || ino != W.ino) {
+    if (!is_dump(fd)) {
         mp_sys_close(fd);
         return -1;
     }
@@ -508,12 +514,10 @@ mp_writer_stop(unsigned marker_kind, uint64_t seq, uint64_t timeout_ms) {
 
 void
 mp_writer_forget(void) {
-    /* The parent's descriptors, inherited: its dump (checked to be it, as ensure_fd does) and
-     * its statm. Not the child's to use, and the dump's, kept open, would hold the parent's
-     * FIFO lock (memprof.c) for as long as the child lives. */
-    uint64_t dev, ino;
-    if (W.o.fd >= 0 && mp_sys_file_id(W.o.fd, &dev, &ino) == 0 && dev == W.dev && ino == W.ino)
-        mp_sys_close(W.o.fd);
+    /* The parent's descriptors, inherited: its dump (checked to be it) and its statm. Not the
+     * child's to use, and the dump's, kept open, would hold the parent's FIFO lock (memprof.c)
+     * for as long as the child lives. */
+    if (W.o.fd >= 0 && is_dump(W.o.fd)) mp_sys_close(W.o.fd);
     W.o.fd = -1;
     if (W.statm_fd >= 0) mp_sys_close(W.statm_fd);
     W.statm_fd = -1;

@@ -506,11 +506,7 @@ def py_threads(c, py):
               "threads.py: expected the ledgers of parent, fork and spawn, got:\n%s" % p.stdout)
     parent = leds["parent"]["pid"]
     # The children hold no descriptor of the parent's dump (a fork child's copy is closed).
-    fds = {}
-    for l in p.stdout.splitlines():
-        if l.startswith("memprof-fds "):
-            f = json.loads(l[len("memprof-fds "):])
-            fds[f["role"]] = f["parent_dump_fds"]
+    fds = {f["role"]: f["parent_dump_fds"] for f in ledgers(p.stdout, "memprof-fds")}
     c.eq("threads.py: children's descriptors of the parent's dump", fds, {"fork": 0, "spawn": 0})
 
     # Every process wrote a complete dump with Python lines in it; the image of a fork child
