@@ -60,6 +60,7 @@ static struct {
     int done;     /* futex word: the writer finished */
     unsigned stop_kind;
     uint64_t stop_seq, stop_time;
+    const mp_ring_t *stop_ring; /* the stopping thread's own ring (NULL: it has none) */
 } W;
 
 /* ---- chunk buffer ------------------------------------------------------------------------ */
@@ -384,6 +385,28 @@ writer_sleep_ns(uint64_t most, uint64_t since, uint64_t period) {
     return ns < period ? ns : period;
 }
 
+/* Whether a thread other than the stopping one may still be pushing an event numbered before
+ * the stop: one that owns a ring. A producer owns its ring from before it takes an event's
+ * sequence number until after it has published the event (capture.c: a thread holds its ring
+ * for its life; one past its exit destructor claims a ring for each event and releases it once
+ * pushed). If no other ring is owned now, every such event is already in a ring, and the pass
+ * just made drained it (a ring released since its event: the release store follows the head's).
+ * That its claim is visible here rests on x86-64's locked instructions being full barriers: the
+ * claim (a CAS) precedes its sequence number's fetch-and-add, which precedes the stopper's in
+ * that counter's order, which precedes the stop request this thread has seen. Elsewhere, and in
+ * a process with other live threads, the grace passes run. Most programs end with one thread:
+ * 2 ms less at every exit (python3 -c pass took 2.7 ms in mp_writer_stop, 0.6 ms without them). */
+static int
+others_may_push(void) {
+#if defined(__x86_64__)
+    for (mp_ring_t *r = mp_ring_first(); r; r = r->next)
+        if (r != W.stop_ring && mp_load_acquire(&r->state) == mp_ring_owned) return 1;
+    return 0;
+#else
+    return 1;
+#endif
+}
+
 static void *
 writer_main(void *arg) {
     (void)arg;
@@ -421,11 +444,13 @@ writer_main(void *arg) {
         mp_store_release(&W.sleeping, 0);
     }
     /* Final: events that took a sequence number before the stop may still be on their way
-     * into a ring (a producer preempted between the two); give them two short grace passes. */
+     * into a ring (a producer preempted between the two); give them two short grace passes,
+     * while another thread may be one of them (others_may_push). */
     for (int i = 0; i < 3; i++) {
         emit_new_stacks();
         drain_all();
-        if (i < 2) mp_sys_sleep_ns(1000000);
+        if (i == 2 || !others_may_push()) break;
+        mp_sys_sleep_ns(1000000);
     }
     emit_new_stacks();
     refresh_modules(mp_sys_mono_ns(), 1);
@@ -497,6 +522,7 @@ mp_writer_stop(unsigned marker_kind, uint64_t seq, uint64_t timeout_ms) {
     W.stop_kind = marker_kind;
     W.stop_seq = seq;
     W.stop_time = mp_sys_mono_ns();
+    W.stop_ring = mp_thread.status == mp_thread_active ? mp_thread.ring : NULL;
     mp_store_release(&W.stop, 1);
     mp_writer_kick();
     uint64_t deadline = mp_sys_mono_ns() + timeout_ms * 1000000ull;
