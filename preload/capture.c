@@ -241,6 +241,7 @@ memo_fill(memo_area_t *a, memo_way_t *set, const uint8_t *ts, uint32_t nk, uint6
         mp_store_relaxed(&mp_python_running, 1);
         if (mp_ring_kick) mp_ring_kick(); /* the writer schedules the pending call */
     }
+    mp_python_schedule(); /* or this thread, as soon as the interpreter is initialized */
     memo_way_t *m = &set[0];
     uint16_t store = set[MEMO_WAYS - 1].store;
     memmove(&set[1], &set[0], (MEMO_WAYS - 1) * sizeof *set);

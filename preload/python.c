@@ -6,7 +6,8 @@
  * program sees. Python's own allocators stay in place (pymalloc keeps running).
  *
  * PYTHONMALLOC=... and -X dev replace the allocators during start-up, after our constructor. The
- * pending call (main thread, GIL held, scheduled by the writer once Python code runs) then wraps
+ * pending call (main thread, GIL held; scheduled once Python code runs and the interpreter is
+ * initialized, by the first memo miss after that or the writer's next pass) then wraps
  * whatever is installed, with fresh context structs: a thread still inside an old wrapper keeps
  * reading its own, unchanged context. It also registers the end-of-main callback with atexit,
  * but never inside the import machinery's _ModuleLock.acquire (in_module_lock).
@@ -502,13 +503,17 @@ mp_python_recheck(void) {
 }
 
 void
-mp_python_writer_tick(void) {
+mp_python_schedule(void) {
     if (!found || mp_load_acquire(&pending_state) != 0) return;
     if (!mp_load_relaxed(&mp_python_running) || !api.is_initialized()) return;
     if (mp_ldp(mp_pyenv.runtime, mp_pyenv.L.rt_finalizing)) return;
+    /* The writer and a hook may both get here: one schedules it. */
+    int expect = 0;
+    if (!mp_cas_acq_rel(&pending_state, &expect, 1)) return;
     /* Py_AddPendingCall may be called from any thread without the GIL (it is meant for signal
-     * handlers); it takes only the pending-calls lock, which nobody holds while allocating. */
-    if (api.add_pending_call(pending, NULL) == 0) mp_store_release(&pending_state, 1);
+     * handlers), from inside a hook too: it takes only the pending-calls lock, which nobody holds
+     * while allocating, and allocates nothing itself. */
+    if (api.add_pending_call(pending, NULL) != 0) mp_store_release(&pending_state, 0);
 }
 
 unsigned

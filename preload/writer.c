@@ -424,7 +424,7 @@ writer_main(void *arg) {
          * chunk when possible (a killed process then loses neither). */
         emit_new_stacks();
         refresh_modules(now, 0);
-        mp_python_writer_tick();
+        mp_python_schedule();
         if (now - W.last_sample_ns >= period) {
             emit_sample(now);
             W.last_sample_ns = now;

@@ -46,7 +46,7 @@ uint64_t mp_stacks_dropped;
 /* python.c is not compiled in: no CPython in this test. */
 int mp_python_running;
 void
-mp_python_writer_tick(void) {}
+mp_python_schedule(void) {}
 unsigned
 mp_python_info(mp_pyinfo_t *out) {
     memset(out, 0, sizeof *out);
