@@ -14,7 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Reserve the table (slots, a power of two) and an arena of arena_bytes; 0 or -1. */
+/* Reserve the table and an arena of arena_bytes; 0 or -1. The table grows in levels, doubling
+ * from slots / 32 (at least 1024, at most slots) up to slots (a power of two), each used where
+ * the one before is full around a stack's hash (stacks.c): nearly all of it can be used. */
 int mp_stacks_init(size_t slots, size_t arena_bytes);
 /* The arena in transparent huge pages (mp_sys_advise_huge), for a process that will intern
  * thousands of deep stacks: CPython's start-up (python.c). A C program's handful of stacks keep

@@ -171,19 +171,42 @@ Test(stacks, long_stacks) {
  */
 
 Test(stacks, full_table_returns_zero_but_still_finds_old_stacks) {
-    init(16, 1 << 20); /* the table stops at 3/4 load: 12 stacks */
-    uint32_t ids[12];
-    for (uint64_t i = 0; i < 12; i++) {
+    init(16, 1 << 20); /* one level of 16 slots, whose window is all of it: 16 stacks */
+    uint32_t ids[16];
+    for (uint64_t i = 0; i < 16; i++) {
         ids[i] = INTERN(0x1000 + i, 0x2000);
         cr_assert_eq(ids[i], i + 1);
     }
     cr_assert_eq(INTERN(0x9999), 0);
     cr_assert_eq(INTERN(0x9999, 1, 2), 0);
-    for (uint64_t i = 0; i < 12; i++) cr_assert_eq(INTERN(0x1000 + i, 0x2000), ids[i]);
-    /* Only the 12 interned stacks are emitted. */
+    for (uint64_t i = 0; i < 16; i++) cr_assert_eq(INTERN(0x1000 + i, 0x2000), ids[i]);
+    /* Only the 16 interned stacks are emitted. */
     size_t cur = 0;
-    uint32_t out[16];
-    cr_assert_eq(drain(&cur, out, 16), 12);
+    uint32_t out[17];
+    cr_assert_eq(drain(&cur, out, 17), 16);
+}
+
+Test(stacks, levels_grow_and_keep_finding_their_stacks) {
+    /* Levels of 1024, 2048 and 4096 slots (7168): 5000 stacks need all three. */
+    init(4096, 8 << 20);
+    enum { many = 5000 };
+    static uint32_t ids[many];
+    for (uint64_t i = 0; i < many; i++) {
+        ids[i] = INTERN(0x10000 + i, 7);
+        cr_assert_eq(ids[i], i + 1, "stack %u got id %u", (unsigned)i, ids[i]);
+    }
+    /* Each is found again in its level, stacks of the levels after it in between. */
+    for (uint64_t i = 0; i < many; i++) cr_assert_eq(INTERN(0x10000 + i, 7), ids[i]);
+    size_t cur = 0;
+    static uint32_t out[many + 1];
+    cr_assert_eq(drain(&cur, out, many + 1), many);
+    /* Filled up, the table refuses new stacks (the first one whose windows are all full, at
+     * some 3/4 of all slots) and still finds its own. */
+    uint32_t more = 0;
+    while (INTERN(0x900000 + more, 7) != 0) more++;
+    cr_assert_geq(many + more, 7168 * 7 / 10, "only %u stacks fitted 7168 slots", many + more);
+    cr_assert_eq(INTERN(0x10000, 7), ids[0]);
+    cr_assert_eq(INTERN(0x900000, 7), many + 1);
 }
 
 Test(stacks, full_arena_returns_zero_and_iteration_ends) {
