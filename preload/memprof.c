@@ -29,9 +29,9 @@ static char dump_path[MP_PATH_MAX];
 static uint64_t start_mono_ns;
 static int owner_pid; /* the process whose dump is open (set at start and in fork children) */
 
-/* Stack table sizes: 1 Mi slots (8 MiB: hashing touches its pages at random, so this much is
- * resident once a few thousand stacks exist; in 2 MiB huge pages where the system allows,
- * mp_sys_map_table) and a 512 MiB arena, reserved, touched as used. */
+/* Stack table sizes: levels of 32 Ki to 1 Mi slots (16 MiB reserved; a level is touched only
+ * once the ones before it are nearly full, stacks.c) and a 512 MiB arena, reserved, touched as
+ * used. */
 #define STACK_SLOTS (1u << 20)
 #define STACK_ARENA (512ull << 20)
 /* Code registry: 256 Ki slots (2 MiB, one huge page) and a 256 MiB arena, reserved, touched as
