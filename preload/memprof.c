@@ -34,8 +34,8 @@ static int owner_pid; /* the process whose dump is open (set at start and in for
  * used. */
 #define STACK_SLOTS (1u << 20)
 #define STACK_ARENA (512ull << 20)
-/* Code registry: 256 Ki slots (2 MiB, one huge page) and a 256 MiB arena, reserved, touched as
- * used. */
+/* Code registry: levels of 8 Ki to 256 Ki slots (4 MiB reserved, levels.h) and a 256 MiB arena,
+ * reserved, touched as used. */
 #define CODE_SLOTS (1u << 18)
 #define CODE_ARENA (256ull << 20)
 

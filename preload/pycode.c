@@ -1,7 +1,7 @@
 /* pycode.c - lock-free registry of Python code objects (see pycode.h).
  *
- * Layout, as in stacks.c: slots[] is open addressing with linear probing, a slot is 0 or
- * (tag << 40 | (word offset of the entry + 1)). The arena holds entries back to back:
+ * Layout, as in stacks.c: the table is levels.h's, a slot is 0 or (tag << 40 | (word offset of
+ * the entry + 1)). The arena holds entries back to back:
  * [u32 state][u32 len][u64 code][u64 filename][u64 name][u64 table][u32 firstlineno][u32 id]
  * [u64 words][len bytes of PYCODE body]; `words` is the entry's reserved size in 8-byte words.
  * state: 0 being written, 1 valid, 2 dead (lost a race). A slot may be CAS-replaced by a newer
@@ -14,6 +14,7 @@
 #include "atomics.h"
 #include "foreign.h"
 #include "format.h"
+#include "levels.h"
 #include "sys.h"
 
 enum { st_writing = 0, st_valid = 1, st_dead = 2 };
@@ -38,8 +39,8 @@ typedef struct cache_s {
 /* Initial-exec TLS (reaching it never calls the dynamic loader, which could allocate). */
 static __thread cache_t cache[CACHE_SIZE] __attribute__((tls_model("initial-exec")));
 
-static uint64_t *slots;
-static size_t slot_mask, max_entries;
+static mp_levels_t slots; /* the hash table (levels.h) */
+static size_t max_entries;
 static uint64_t *arena;
 static size_t arena_words, arena_used;
 static uint32_t next_id = 1;
@@ -50,11 +51,10 @@ uint32_t mp_pycode_gen;
 
 int
 mp_pycode_init(size_t nslots, size_t arena_bytes) {
-    slots = mp_sys_map_table(nslots * sizeof *slots);
+    if (mp_levels_init(&slots, nslots) != 0) return -1;
     arena = mp_sys_map(arena_bytes);
-    if (!slots || !arena) return -1;
+    if (!arena) return -1;
     mp_sys_advise_huge(arena, arena_bytes); /* filled from its start at start-up: as stacks.h */
-    slot_mask = nslots - 1;
     max_entries = nslots / 4 * 3;
     arena_words = arena_bytes / 8;
     return 0;
@@ -183,10 +183,10 @@ static uint32_t
 lookup_slow(const uint8_t *co, const ident_t *id) {
     uint64_t key = (uint64_t)(uintptr_t)co;
     uint64_t h = hash_ptr(key), tag = h >> 40;
-    size_t i = (size_t)h & slot_mask;
     size_t mine = (size_t)-1;
-    for (size_t probes = 0; probes <= slot_mask;) {
-        uint64_t s = mp_load_acquire(&slots[i]);
+    mp_levels_cursor_t c;
+    for (uint64_t *slot = mp_levels_first(&slots, h, &c); slot;) {
+        uint64_t s = mp_load_acquire(slot);
         if (s != 0 && (s >> 40) == tag) {
             entry_t *e = entry_at((size_t)(s & ((1ull << 40) - 1)) - 1);
             if (e->code == key) {
@@ -197,7 +197,7 @@ lookup_slow(const uint8_t *co, const ident_t *id) {
                 }
                 /* Same address, other content: a new object; replace the slot. */
                 if (mine == (size_t)-1 && (mine = build_entry(co, id)) == (size_t)-1) return 0;
-                if (mp_cas_acq_rel(&slots[i], &s, tag << 40 | (mine + 1))) {
+                if (mp_cas_acq_rel(slot, &s, tag << 40 | (mine + 1))) {
                     mp_store_release(&entry_at(mine)->state, (uint32_t)st_valid);
                     return entry_at(mine)->id;
                 }
@@ -206,14 +206,14 @@ lookup_slow(const uint8_t *co, const ident_t *id) {
         }
         if (s == 0) {
             if (mine == (size_t)-1 && (mine = build_entry(co, id)) == (size_t)-1) return 0;
-            if (mp_cas_acq_rel(&slots[i], &s, tag << 40 | (mine + 1))) {
+            if (mp_cas_acq_rel(slot, &s, tag << 40 | (mine + 1))) {
+                mp_levels_took(&slots, c.k);
                 mp_store_release(&entry_at(mine)->state, (uint32_t)st_valid);
                 return entry_at(mine)->id;
             }
             continue; /* lost the empty slot: compare with the winner */
         }
-        i = (i + 1) & slot_mask;
-        probes++;
+        slot = mp_levels_next(&slots, &c);
     }
     if (mine != (size_t)-1) mp_store_release(&entry_at(mine)->state, (uint32_t)st_dead);
     return 0;
@@ -268,8 +268,9 @@ mp_pycode_fork_barrier(void) {
 
 void
 mp_pycode_each_published(size_t below, void (*fn)(void *, const uint8_t *, size_t), void *ctx) {
-    for (size_t i = 0; slots && i <= slot_mask; i++) {
-        uint64_t s = mp_load_acquire(&slots[i]);
+    size_t span = slots.slots ? mp_levels_span(&slots) : 0;
+    for (size_t i = 0; i < span; i++) {
+        uint64_t s = mp_load_acquire(&slots.slots[i]);
         size_t off = (size_t)(s & ((1ull << 40) - 1)) - 1;
         if (s && off < below) fn(ctx, entry_at(off)->body, entry_at(off)->len);
     }

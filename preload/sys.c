@@ -142,20 +142,6 @@ huge_up(uintptr_t a) {
     return (a + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
 }
 
-void *
-mp_sys_map_table(size_t n) {
-    /* Reserve a huge page more, keep the aligned part, give back the rest. */
-    char *p = mp_sys_map(n + HUGE_PAGE);
-    if (!p) return NULL;
-    char *a = (char *)huge_up((uintptr_t)p);
-    if (a > p) mp_sys_unmap(p, (size_t)(a - p));
-    mp_sys_unmap(a + n, (size_t)(p + HUGE_PAGE - a));
-    /* Advice only: where transparent huge pages are off it fails or does nothing, and the table
-     * is faulted in 4 KiB at a time, as any other mapping. */
-    mp_sys_advise_huge(a, n);
-    return a;
-}
-
 void
 mp_sys_advise_huge(void *p, size_t n) {
     uintptr_t a = huge_up((uintptr_t)p), e = ((uintptr_t)p + n) & ~(HUGE_PAGE - 1);

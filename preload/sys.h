@@ -39,14 +39,10 @@ ssize_t mp_sys_pread(int fd, void *buf, size_t n, off_t off); /* bytes or -errno
 ssize_t mp_sys_read_file(const char *path, char *buf, size_t cap);
 ssize_t mp_sys_readlink(const char *path, char *buf, size_t cap); /* NUL-terminated */
 void *mp_sys_map(size_t n); /* private anonymous RW, NORESERVE; NULL on failure */
-/* The same for a hash table written at random (stacks.c, pycode.c): 2 MiB-aligned and advised to
- * use transparent huge pages, so that filling it costs a fault per 2 MiB, not per 4 KiB (the
- * first thousands of stacks touch most of its 4 KiB pages anyway, and reading a fresh page before
- * writing it faults twice, the second time with a TLB flush on every CPU the process runs on). */
-void *mp_sys_map_table(size_t n);
 /* Ask for transparent huge pages on the 2 MiB-aligned part of [p, p + n): for memory that is
  * filled from its start and kept (the arenas), one fault per 2 MiB rather than per 4 KiB. Advice
- * only, as in mp_sys_map_table. */
+ * only: where transparent huge pages are off it fails or does nothing. (Hash tables written at
+ * random are not advised: levels.h keeps them small instead.) */
 void mp_sys_advise_huge(void *p, size_t n);
 void mp_sys_unmap(void *p, size_t n);
 /* The calling thread's thread pointer (x86-64: %fs base, whose first word points to itself). */

@@ -647,7 +647,7 @@ Test(stacks, first_stack_with_zero_hash_tag) {
     cr_assert_eq(v.k, 1, "published stack not visited");
 }
 
-/* ---- the table's mapping (sys.c mp_sys_map_table) ---------------------------------------- */
+/* ---- the arena's advice (sys.c mp_sys_advise_huge) ---------------------------------------- */
 
 /* The "THPeligible:" value of the smaps entry holding p, or -1 if there is none. */
 static int
@@ -667,14 +667,15 @@ thp_eligible(const void *p) {
     return v;
 }
 
-Test(stacks, table_mapping_is_aligned_writable_and_advised_for_huge_pages) {
+Test(stacks, arena_advice_makes_its_aligned_part_eligible_for_huge_pages) {
     size_t n = 8u << 20;
-    uint8_t *a = mp_sys_map_table(n);
+    uint8_t *a = mp_sys_map(n);
     cr_assert_not_null(a);
-    cr_assert_eq((uintptr_t)a % (2u << 20), 0, "not 2 MiB-aligned: %p", (void *)a);
-    a[0] = 1;
+    mp_sys_advise_huge(a, n);
+    uint8_t *aligned = (uint8_t *)(((uintptr_t)a + (2u << 20) - 1) & ~(uintptr_t)((2u << 20) - 1));
+    aligned[0] = 1;
     a[n - 1] = 2; /* all of it is mapped and writable */
-    cr_assert_eq(a[0] + a[n - 1], 3);
+    cr_assert_eq(aligned[0] + a[n - 1], 3);
     /* The advice takes where the system offers huge pages on request: "always" or "madvise". */
     char mode[128] = "";
     FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
@@ -683,7 +684,7 @@ Test(stacks, table_mapping_is_aligned_writable_and_advised_for_huge_pages) {
         fclose(f);
     }
     if (strstr(mode, "[always]") || strstr(mode, "[madvise]"))
-        cr_assert_eq(thp_eligible(a), 1, "THP mode %s but the table is not eligible", mode);
+        cr_assert_eq(thp_eligible(aligned), 1, "THP mode %s but the arena is not eligible", mode);
     else
         cr_log_info("transparent huge pages are %s: eligibility not checked",
                     mode[0] ? mode : "absent");
