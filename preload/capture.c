@@ -146,10 +146,11 @@ pushed(mp_thread_t *t, mp_ring_t *r) {
 #define MEMO_BITS 8u
 #define MEMO_SETS (1u << MEMO_BITS)
 #define MEMO_WAYS 4u
-#define HOT_BITS 8u   /* sets of hot entries */
-#define HOT_WAYS 2u   /* entries per set */
-#define HOT_WORDS 6u  /* key words in a hot entry's line; the rest of its key in hot_deep */
-#define KEY_MAX 128u  /* frames; deeper chains are walked every time */
+#define HOT_BITS 11u       /* sets of hot entries */
+#define HOT_WAYS 2u        /* entries per set */
+#define HOT_WORDS 6u       /* key words in a hot entry's line; the rest of its key in hot_deep */
+#define HOT_KEY_WORDS 128u /* longest key a hot entry holds; deeper stacks use the memo alone */
+#define KEY_MAX 128u       /* frames; deeper chains are walked every time */
 #define KEY_WORDS 12u /* words of the key kept in the way itself (pyframes.h: 1 or 2 per frame) */
 #define DEEP_WORDS (2 * KEY_MAX - KEY_WORDS)
 _Static_assert(HOT_WORDS < KEY_WORDS, "hot_fill copies a way's inline key past the hot line");
@@ -174,7 +175,16 @@ typedef struct memo_way_s {
  * instructions. The second way also keeps a function's second caller (mix.py: 0.5 million
  * misses of the same frame reached from another line). A fill goes into the first entry, the
  * one checked inline, and moves the entry it replaces to the second; a hit in the second swaps
- * the two when it repeats the thread's last stack (hot_second). */
+ * the two when it repeats the thread's last stack (hot_second).
+ *
+ * 2048 sets. With 256, the sites of a loop still shared sets often enough to be a lottery drawn
+ * at every run (by where the code objects fell): churn.py's events cost memprof 134.4 to 160.0
+ * instructions each over six address layouts (cachegrind, a salt in the set index standing for
+ * the layout), mix.py's 167.8 to 171.3; with 2048 sets, 135.9 and 165.5 in every layout tried.
+ * The rows of hot_deep are kept to HOT_KEY_WORDS (128 frames from 3.11 on, as many as a memo key;
+ * 64 before, whose deeper stacks use the memo alone): `python -c pass` peaks 3.3 MB higher than
+ * with 256 sets (rows of 64 words: 1.2 MB, but CPython's start-up, whose stacks nest deeper, then
+ * ran 5.3M instructions more). */
 typedef struct hot_s {
     _Alignas(64) uint64_t key[HOT_WORDS];
     uint32_t id;  /* interned Python-only stack */
@@ -191,7 +201,7 @@ typedef struct memo_area_s {
     uint64_t deep[MEMO_SETS * MEMO_WAYS][DEEP_WORDS];
     uint64_t frames[MEMO_SETS * MEMO_WAYS][MP_PY_DEPTH];
     uint8_t ends[MEMO_SETS * MEMO_WAYS][MP_PY_DEPTH];
-    uint64_t hot_deep[1u << HOT_BITS][HOT_WAYS][2 * KEY_MAX - HOT_WORDS];
+    uint64_t hot_deep[1u << HOT_BITS][HOT_WAYS][HOT_KEY_WORDS - HOT_WORDS];
 } memo_area_t;
 
 /* A resolved Python stack, valid until the thread's next event. */
@@ -275,9 +285,11 @@ hot_deep_words(const hot_t *h) {
 
 /* Copy way e (found or filled for this event's key) into the first entry of hot set i; the
  * entry there moves to the second (its hot_deep row too: each way has its own row, so that the
- * checks find it without an index), whose entry is dropped. */
+ * checks find it without an index), whose entry is dropped. A key longer than HOT_KEY_WORDS
+ * fills nothing. */
 static MP_NOINLINE void
 hot_fill(memo_area_t *a, uint32_t i, const memo_way_t *e) {
+    if (e->n * mp_pykey_words() > HOT_KEY_WORDS) return; /* too deep for a hot entry */
     hot_t *set = a->hot[i];
     memcpy(a->hot_deep[i][1], a->hot_deep[i][0], (size_t)hot_deep_words(&set[0]) * 8);
     set[1] = set[0];
