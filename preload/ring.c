@@ -42,6 +42,7 @@ mp_ring_claim(void) {
     if (!r) return NULL;
     r->bytes = (uint8_t *)(r + 1);
     r->mask = MP_RING_BYTES - 1;
+    r->seq_end = MP_RING_SEQ_NONE; /* its first event reserves numbers (ring.h) */
     r->state = mp_ring_owned;
     r->stream = mp_fetch_add_relaxed(&next_stream, 1);
     /* Publish with a CAS loop; the release makes the initialised fields visible to the writer
@@ -106,9 +107,28 @@ mp_ring_push_slow(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t *seq
                   uint64_t size, uint32_t stack, const int *abandon) {
     uint8_t *p = reserve_slow(r, abandon);
     if (!p) return -1;
-    uint64_t seq = __atomic_fetch_add(seqs, 1, __ATOMIC_RELAXED); /* as in mp_ring_push */
+    uint64_t seq = mp_ring_seq_slow(r, seqs);
     publish_slow(r, mp_ring_encode(r, p, kind, allocator, seq, ptr, size, stack));
     return 0;
+}
+
+uint64_t
+mp_ring_seq_slow(mp_ring_t *r, uint64_t *seqs) {
+    /* Relaxed is enough: the order that matters is between the RMWs and loads of this one
+     * counter, and coherence orders them consistently with happens-before (ring.h). */
+    if (mp_load_relaxed(seqs) == r->seq_end && r->seq_end - r->last_seq > MP_RING_SEQ_WINDOW)
+        return r->last_seq + 1;
+    /* Contended (ring.h): the last reservation served one event only, and was a whole block, or
+     * a single number that found another reservation since the ring's one before. */
+    int contended = r->seq_res_end != 0 && r->last_seq == r->seq_start &&
+                    (r->seq_res_end - r->seq_start > 1 || !r->seq_lonely);
+    uint64_t k = contended ? 1 : MP_RING_SEQ_BLOCK;
+    uint64_t base = __atomic_fetch_add(seqs, k, __ATOMIC_RELAXED);
+    r->seq_lonely = base == r->seq_res_end;
+    r->seq_start = base;
+    r->seq_res_end = base + k;
+    r->seq_end = contended ? MP_RING_SEQ_NONE : base + k;
+    return base;
 }
 
 size_t
@@ -160,6 +180,8 @@ mp_ring_reset_after_fork(mp_ring_t *keep) {
         r->head = r->tail = r->tail_cache = r->limit = 0;
         r->notes_head = r->notes_tail = 0;
         r->last_seq = r->last_ptr = r->last_ptr2 = r->alloc_bytes = 0;
+        r->seq_start = r->seq_res_end = r->seq_lonely = 0;
+        r->seq_end = MP_RING_SEQ_NONE; /* the next event reserves */
         r->last_stack = 0;
         r->owner_tid = 0;
         r->count[0] = r->count[1] = r->count[2] = 0;

@@ -270,7 +270,9 @@ emit_sample(uint64_t now) {
     for (s++; *s >= '0' && *s <= '9'; s++) pages = pages * 10 + (uint64_t)(*s - '0');
     uint8_t body[32], *p = body;
     p += mp_varint_put(p, now - W.o.header.start_mono_ns);
-    p += mp_varint_put(p, mp_load_relaxed(&mp_seq));
+    /* A number of its own, not a look at the counter: the reservation makes every ring take its
+     * next events' numbers above it (ring.h's blocks), as events that start after it should. */
+    p += mp_varint_put(p, mp_fetch_add_relaxed(&mp_seq, 1));
     p += mp_varint_put(p, pages * W.o.header.page_size);
     put_record(MP_REC_SAMPLE, body, (size_t)(p - body));
 }

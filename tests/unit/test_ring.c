@@ -103,10 +103,12 @@ event(uint64_t who, uint64_t i) {
     return e;
 }
 
-/* mp_ring_push with the sequence number given: its source is the parameter itself. */
+/* mp_ring_push with the sequence number given: its source is the parameter itself, and the
+ * ring's block of numbers (ring.h) is given up first, so that the push reserves from it. */
 static int
 push_at(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t seq, uint64_t ptr, uint64_t size,
         uint32_t stack, const int *abandon) {
+    r->seq_end = MP_RING_SEQ_NONE;
     return mp_ring_push(r, kind, allocator, &seq, ptr, size, stack, abandon);
 }
 
@@ -477,13 +479,13 @@ check_bytes(const uint8_t *got, const uint8_t *want, size_t n, const char *what)
 Test(ring, encodes_stream_events_with_counters_and_delta_state, .timeout = 30) {
     fresh();
     mp_ring_t *r = mp_ring_claim();
-    uint64_t seqs = 5; /* the sequence source: mp_ring_push takes 5 and leaves 6 */
+    uint64_t seqs = 5; /* the sequence source: mp_ring_push takes 5, reserving a block */
     cr_assert_eq(mp_ring_ready(r), 0);
     cr_assert_eq(mp_ring_push(r, MP_EV_ALLOC, MP_ALLOC_MALLOC, &seqs, 0x1000, 100, 3, &alone), 0);
     static const uint8_t a[] = {0x00, 0x0b, 0x02, 0x80, 0xc9, 0x07};
     check_bytes(r->bytes, a, sizeof a, "ALLOC");
     cr_assert_eq(mp_ring_ready(r), sizeof a);
-    cr_assert_eq(seqs, 6);
+    cr_assert_eq(seqs, 5 + MP_RING_SEQ_BLOCK);
     cr_assert_eq(r->last_seq, 5);
     cr_assert_eq(r->last_ptr, 0x1000);
     cr_assert_eq(r->count[MP_EV_ALLOC], 1);
@@ -1055,6 +1057,187 @@ Test(ring, notes_full_with_abandon_set_returns_minus_one, .timeout = 30) {
     cr_assert_eq(rd.log[NOTES].note.seq, 10000);
     cr_assert_eq(rd.log[NOTES].events_before, NOTES);
     cr_assert_eq(rd.next[5], i);
+}
+
+/* ---- sequence numbers in blocks (ring.h) -------------------------------------------------- */
+
+/* One event on r with its number from *seqs (the shared counter, as mp_seq); the number taken. */
+static uint64_t
+push_seq(mp_ring_t *r, uint64_t *seqs, unsigned kind, uint64_t ptr, int *failed) {
+    *failed |= mp_ring_push(r, kind, MP_ALLOC_MALLOC, seqs, ptr, 32, 1, &alone) != 0;
+    return r->last_seq;
+}
+
+Test(ring, numbers_come_from_a_block_until_another_reservation, .timeout = 30) {
+    fresh();
+    mp_ring_t *a = mp_ring_claim(), *b = mp_ring_claim();
+    uint64_t seqs = 100, prev = 99, reserved = 0;
+    int failed = 0;
+    /* Alone: one reservation serves events until fewer than MP_RING_SEQ_WINDOW numbers are left
+     * (at a slow path, once per MP_RING_KICK_BYTES), the counter only read meanwhile; no number
+     * is ever one not reserved (at or above the counter). */
+    for (uint64_t i = 0; i < 3 * MP_RING_SEQ_BLOCK; i++) {
+        uint64_t before = seqs,
+                 s = push_seq(a, &seqs, MP_EV_ALLOC, 0x1000 + 16 * (i & 1023), &failed);
+        cr_assert_lt(s, seqs, "event %llu: %llu not reserved", (unsigned long long)i,
+                     (unsigned long long)s);
+        if (seqs == before) {
+            cr_assert_eq(s, prev + 1, "event %llu", (unsigned long long)i);
+        } else { /* the first of a new block (the rest of the old one given up) */
+            cr_assert_eq(s, before, "event %llu", (unsigned long long)i);
+            cr_assert_eq(seqs, before + MP_RING_SEQ_BLOCK);
+            cr_assert_lt(before - (prev + 1), MP_RING_SEQ_WINDOW + 1,
+                         "event %llu: a block given up early", (unsigned long long)i);
+            reserved++;
+        }
+        prev = s;
+        if (i % 8192 == 0) mp_ring_consume(a, mp_ring_ready(a), mp_ring_notes_ready(a));
+    }
+    cr_assert_eq(reserved, 4, "blocks reserved for 3 blocks' worth of events");
+    prev = a->last_seq;
+    /* Another reservation (a marker's number) moves the next event above it. */
+    uint64_t mark = __atomic_fetch_add(&seqs, 1, __ATOMIC_RELAXED);
+    prev = push_seq(a, &seqs, MP_EV_ALLOC, 0x2000, &failed);
+    cr_assert_gt(prev, mark);
+    /* Two rings in turn, as two threads allocating at once: each event finds the other's
+     * reservation, and after the first few each takes one number (no block given up). */
+    for (uint64_t i = 0; i < 200; i++) {
+        uint64_t before = seqs, s = push_seq(i & 1 ? a : b, &seqs, MP_EV_ALLOC, 0x3000, &failed);
+        cr_assert_gt(s, prev, "event %llu: %llu after %llu", (unsigned long long)i,
+                     (unsigned long long)s, (unsigned long long)prev);
+        cr_assert_lt(s, seqs);
+        if (i >= 4)
+            cr_assert_eq(seqs, before + 1, "event %llu gave up a block", (unsigned long long)i);
+        prev = s;
+    }
+    /* One ring again: within two more reservations it is back to blocks. */
+    for (int i = 0; i < 3; i++) prev = push_seq(a, &seqs, MP_EV_FREE, 0x3000, &failed);
+    uint64_t settled = seqs;
+    for (uint64_t i = 0; i < 100; i++) {
+        uint64_t s = push_seq(a, &seqs, MP_EV_ALLOC, 0x4000, &failed);
+        cr_assert_eq(s, prev + 1);
+        prev = s;
+    }
+    cr_assert_eq(seqs, settled, "the counter moved while one ring had a block");
+    cr_assert_eq(failed, 0);
+}
+
+/* Threads pass a token round (a lock, or the GIL, handed over): every event of a turn must have a
+ * larger number than every event of the turns before, though each thread's ring keeps a block
+ * from its previous turn. */
+#define TURN_THREADS 4
+#define TURNS 2000
+#define TURN_EVENTS 37
+
+typedef struct turner_s {
+    int id;
+    int *token;
+    uint64_t *seqs;
+    uint64_t first[TURNS], last[TURNS];
+    int moves[TURNS]; /* events of the turn after which the counter had moved */
+    int failed;
+} turner_t;
+
+static void *
+turner(void *arg) {
+    turner_t *t = arg;
+    mp_ring_t *r = mp_ring_claim();
+    if (!r) t->failed = 1;
+    for (int turn = t->id; turn < TURNS && r; turn += TURN_THREADS) {
+        while (__atomic_load_n(t->token, __ATOMIC_ACQUIRE) != turn) sched_yield();
+        uint64_t counter = __atomic_load_n(t->seqs, __ATOMIC_RELAXED);
+        for (int e = 0; e < TURN_EVENTS; e++) {
+            uint64_t s = push_seq(r, t->seqs, e & 1 ? MP_EV_FREE : MP_EV_ALLOC, 0x1000, &t->failed);
+            if (e == 0) t->first[turn] = s;
+            t->last[turn] = s;
+            uint64_t now = __atomic_load_n(t->seqs, __ATOMIC_RELAXED);
+            t->moves[turn] += now != counter;
+            counter = now;
+        }
+        /* The reader drains now and then (rings hold some 150000 events). */
+        if (turn % 512 < TURN_THREADS) mp_ring_consume(r, mp_ring_ready(r), mp_ring_notes_ready(r));
+        __atomic_store_n(t->token, turn + 1, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+Test(ring, numbers_follow_a_token_passed_between_threads, .timeout = 30) {
+    fresh();
+    int token = 0;
+    uint64_t seqs = 0;
+    static turner_t ts[TURN_THREADS];
+    pthread_t th[TURN_THREADS];
+    for (int i = 0; i < TURN_THREADS; i++) {
+        ts[i] = (turner_t){.id = i, .token = &token, .seqs = &seqs};
+        cr_assert_eq(pthread_create(&th[i], NULL, turner, &ts[i]), 0);
+    }
+    for (int i = 0; i < TURN_THREADS; i++) cr_assert_eq(pthread_join(th[i], NULL), 0);
+    for (int i = 0; i < TURN_THREADS; i++) cr_assert_eq(ts[i].failed, 0);
+    for (int turn = 0; turn < TURNS; turn++) {
+        const turner_t *t = &ts[turn % TURN_THREADS];
+        cr_assert_eq(t->last[turn] - t->first[turn], TURN_EVENTS - 1, "turn %d", turn);
+        /* Blocks were used: the turn's first event reserved, the others only read the counter. */
+        cr_assert_eq(t->moves[turn], 1, "turn %d: the counter moved %d times", turn,
+                     t->moves[turn]);
+        if (turn > 0)
+            cr_assert_gt(t->first[turn], ts[(turn - 1) % TURN_THREADS].last[turn - 1],
+                         "turn %d starts below the turn before", turn);
+    }
+}
+
+/* Threads that run at once hand blocks (a FREE, then its address) to the next thread, which
+ * records an ALLOC of it: the ALLOC's number must be above the FREE's, whatever blocks either
+ * ring held. */
+#define HAND_THREADS 4
+#define HANDS 20000
+
+typedef struct hand_s {
+    int id;
+    uint64_t *seqs;
+    uint64_t *box; /* per thread: the FREE number handed to it (0: empty), +1 */
+    int failed, wrong;
+} hand_t;
+
+static void *
+hander(void *arg) {
+    hand_t *h = arg;
+    mp_ring_t *r = mp_ring_claim();
+    if (!r) {
+        h->failed = 1;
+        return NULL;
+    }
+    uint64_t *out = &h->box[(h->id + 1) % HAND_THREADS], *in = &h->box[h->id];
+    for (int i = 0; i < HANDS; i++) {
+        /* Free, then hand over (release, as free() publishing the block to another thread). */
+        uint64_t f = push_seq(r, h->seqs, MP_EV_FREE, 0x1000, &h->failed);
+        while (__atomic_load_n(out, __ATOMIC_RELAXED)) sched_yield();
+        __atomic_store_n(out, f + 1, __ATOMIC_RELEASE);
+        /* Take what was handed here (acquire, as malloc() returning it), then the ALLOC. */
+        uint64_t got;
+        while (!(got = __atomic_load_n(in, __ATOMIC_ACQUIRE))) sched_yield();
+        __atomic_store_n(in, 0, __ATOMIC_RELAXED);
+        uint64_t a = push_seq(r, h->seqs, MP_EV_ALLOC, 0x1000, &h->failed);
+        h->wrong += a <= got - 1;
+        if (i % 4096 == 0) mp_ring_consume(r, mp_ring_ready(r), mp_ring_notes_ready(r));
+    }
+    return NULL;
+}
+
+Test(ring, numbers_order_a_free_before_the_alloc_it_enables, .timeout = 60) {
+    fresh();
+    uint64_t seqs = 0, box[HAND_THREADS] = {0};
+    hand_t hs[HAND_THREADS];
+    pthread_t th[HAND_THREADS];
+    for (int i = 0; i < HAND_THREADS; i++) {
+        hs[i] = (hand_t){.id = i, .seqs = &seqs, .box = box};
+        cr_assert_eq(pthread_create(&th[i], NULL, hander, &hs[i]), 0);
+    }
+    for (int i = 0; i < HAND_THREADS; i++) cr_assert_eq(pthread_join(th[i], NULL), 0);
+    for (int i = 0; i < HAND_THREADS; i++) {
+        cr_assert_eq(hs[i].failed, 0);
+        cr_assert_eq(hs[i].wrong, 0, "thread %d: %d ALLOCs numbered below the FREE before them", i,
+                     hs[i].wrong);
+    }
 }
 
 /* ---- many producers, one consumer ------------------------------------------------------------ */

@@ -424,10 +424,11 @@ Test(writer_sys, stream_records_carry_every_event_and_note_in_place, .timeout = 
             int k = j == 2 ? 0 : j;
             sw_event_t *e = &sw_pushed[k][n[k]];
             sw_make(e, i, &seed);
-            e->seq = mp_seq; /* the number mp_ring_push takes: one thread pushes */
             cr_assert_eq(mp_ring_push(r[k], e->kind, e->allocator, &mp_seq, e->ptr, e->size,
                                       (uint32_t)e->stack, &mp_abandon),
                          0);
+            /* The number it took (from its ring's block, ring.h): the stream must carry it. */
+            e->seq = r[k]->last_seq;
             n[k]++;
         }
         if (i % 4000 == 1999 && marks < 64) {
