@@ -162,6 +162,7 @@ typedef struct memo_way_s {
     uint16_t nf;             /* resolved frames */
     uint16_t store;          /* index into the storage arrays */
     uint64_t key[KEY_WORDS]; /* the key's first words; the rest in deep[store] */
+    uint8_t owner_free;      /* the stack may go in a hot entry (mp_pyframes_intern) */
 } memo_way_t;                /* two cache lines */
 
 /* A hot entry: a stack's whole key (the first HOT_WORDS words here, the rest in hot_deep), its
@@ -258,8 +259,10 @@ memo_fill(memo_area_t *a, memo_way_t *set, const uint8_t *ts, uint32_t nk, uint6
     m->store = store;
     m->n = 0;
     uint32_t nf;
-    m->id = mp_pyframes_intern(ts, a->key, nk, a->frames[store], a->ends[store], &nf);
+    int owner_free;
+    m->id = mp_pyframes_intern(ts, a->key, nk, a->frames[store], a->ends[store], &nf, &owner_free);
     m->nf = (uint16_t)nf;
+    m->owner_free = (uint8_t)owner_free;
     if (nf == 0) return NULL;
     if (m->id == 0) {
         mp_fetch_add_relaxed(&mp_stacks_dropped, 1);
@@ -286,10 +289,12 @@ hot_deep_words(const hot_t *h) {
 /* Copy way e (found or filled for this event's key) into the first entry of hot set i; the
  * entry there moves to the second (its hot_deep row too: each way has its own row, so that the
  * checks find it without an index), whose entry is dropped. A key longer than HOT_KEY_WORDS
- * fills nothing. */
+ * fills nothing, nor does a stack whose owner bytes matter (memo_way_t.owner_free): a hot
+ * entry's words are the key's without them (pyframes.h, mp_pykey_hot). */
 static MP_NOINLINE void
 hot_fill(memo_area_t *a, uint32_t i, const memo_way_t *e) {
     if (e->n * mp_pykey_words() > HOT_KEY_WORDS) return; /* too deep for a hot entry */
+    if (!e->owner_free) return;
     hot_t *set = a->hot[i];
     memcpy(a->hot_deep[i][1], a->hot_deep[i][0], (size_t)hot_deep_words(&set[0]) * 8);
     set[1] = set[0];
@@ -307,6 +312,11 @@ hot_fill(memo_area_t *a, uint32_t i, const memo_way_t *e) {
         memcpy(h->key, e->key, HOT_WORDS * 8);
         memcpy(deep, e->key + HOT_WORDS, (size_t)(in - HOT_WORDS) * 8);
         memcpy(deep + (in - HOT_WORDS), a->deep[e->store], (size_t)(nw - in) * 8);
+    }
+    if (mp_pykey_words() == 1) { /* interpreter frames: no owner byte but the innermost's */
+        for (uint32_t k = 1; k < (nw < HOT_WORDS ? nw : HOT_WORDS); k++)
+            h->key[k] &= ~MP_PYKEY_OWNER;
+        for (uint32_t k = 0; k + HOT_WORDS < nw; k++) deep[k] &= ~MP_PYKEY_OWNER;
     }
     h->id = e->id;
     h->gen = e->gen;
@@ -332,7 +342,7 @@ hot_matches(const hot_t *h, const uint64_t *deep, uint64_t w0, uint64_t w1, uint
     for (uint32_t i = 1; i < HOT_WORDS; i++) {
         if (!f) return h->key[i] == 0;
         uint64_t pos;
-        f = mp_pykey_if(f, entry, &pos, fam);
+        f = mp_pykey_hot(f, entry, &pos, fam);
         if (pos != h->key[i]) return 0;
     }
     /* The line is full: the key has HOT_WORDS frames or more, the rest in deep. */
@@ -355,8 +365,9 @@ hot_swap(memo_area_t *a, uint32_t i) {
     set[1] = first;
 }
 
-/* The key words of ts's innermost frame (w0, and w1 for frame objects: *nw of them, pyframes.h),
- * and the frame after it in *next; 0 when ts runs no Python frame. */
+/* The key words of ts's innermost frame (w0, and w1 for frame objects: *nw of them, pyframes.h;
+ * the innermost frame keeps its owner byte in a hot key too), and the frame after it in *next; 0
+ * when ts runs no Python frame. */
 static MP_ALWAYS_INLINE int
 innermost_key(const uint8_t *ts, int fam, int entry, uint64_t *w0, uint64_t *w1, uint32_t *nw,
               const uint8_t **next) {

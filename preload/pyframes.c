@@ -67,9 +67,12 @@ frame_object(const uint8_t *f, const uint8_t **code, int32_t *addr) {
     return fr_emit;
 }
 
-/* 3.11+: a _PyInterpreterFrame; *entry: 3.11's is_entry (the first frame of one eval-loop call). */
+/* 3.11+: a _PyInterpreterFrame; *entry: 3.11's is_entry (the first frame of one eval-loop call);
+ * *prologue set to 1 if the frame is in its prologue, where its owner byte decides (pyframes.h,
+ * mp_pykey_hot), and left alone otherwise. */
 static inline int
-interpreter_frame(const uint8_t *f, const uint8_t **code, int32_t *addr, int *entry) {
+interpreter_frame(const uint8_t *f, const uint8_t **code, int32_t *addr, int *entry,
+                  int *prologue) {
     const mp_pylayout_t *L = &mp_pyenv.L;
     uint8_t owner = f[L->if_owner];
     *entry = L->if_is_entry >= 0 && f[L->if_is_entry];
@@ -78,10 +81,12 @@ interpreter_frame(const uint8_t *f, const uint8_t **code, int32_t *addr, int *en
     if (!is_code(co) || (int64_t)mp_ld64(co, 0) <= 0) return fr_skip;
     const uint8_t *code0 = co + L->co_code_adaptive;
     const uint8_t *ip = mp_ldp(f, L->if_instr);
-    /* Incomplete frame (its prologue has not run): not a frame of the program yet. */
-    if (owner != mp_py_owned_by_generator &&
-        ip < code0 + 2 * (int32_t)mp_ld32(co, L->co_firsttraceable))
-        return fr_skip;
+    /* Incomplete frame (its prologue has not run): not a frame of the program yet. A generator's
+     * frame there is (it is resumed there). */
+    if (ip < code0 + 2 * (int32_t)mp_ld32(co, L->co_firsttraceable)) {
+        *prologue = 1;
+        if (owner != mp_py_owned_by_generator) return fr_skip;
+    }
     *code = co;
     *addr = (int32_t)(ip - code0);
     return fr_emit;
@@ -118,8 +123,8 @@ walk_interpreter_frames(const uint8_t *ts, uint64_t *raw, uint32_t max) {
     for (unsigned steps = 0; f && steps < WALK_LIMIT; steps++, f = mp_ldp(f, L->if_previous)) {
         const uint8_t *co = NULL;
         int32_t addr = 0;
-        int entry;
-        int k = interpreter_frame(f, &co, &addr, &entry);
+        int entry, prologue = 0;
+        int k = interpreter_frame(f, &co, &addr, &entry, &prologue);
         if (k != fr_emit) {
             /* A shim or a skipped entry frame: the frames before it ran in one eval-loop call. */
             if ((k == fr_skip_end || entry) && n) raw_set_end(raw, n - 1);
@@ -173,14 +178,15 @@ mp_pyframes_resolve(const uint64_t *raw, uint32_t n, uint64_t *out, uint8_t *end
  * each (mp_pykey_words: 2 for frame objects, 1 for interpreter frames). */
 #define MISS_MAX MP_PY_DEPTH
 typedef struct miss_s {
-    uint32_t nk;                  /* key frames of the last miss; 0: nothing to reuse */
-    uint32_t gen;                 /* mp_pycode_gen when it was resolved */
-    uint32_t id;                  /* its stack id (0: the table was full) */
-    uint64_t key[2 * MISS_MAX];   /* key frame d: key[kw*e ..], e = MISS_MAX - 1 - d */
-    uint8_t kept[MISS_MAX + 1];   /* before key frame d: c */
-    uint8_t walked[MISS_MAX + 1]; /* before key frame d: frames the walk emitted */
-    uint8_t pend[MISS_MAX + 1];   /* before key frame d: the next kept frame ends a call */
-    uint64_t hash[MISS_MAX + 1];  /* of the c outermost frames (stacks.h: mp_stacks_hash_step) */
+    uint32_t nk;                    /* key frames of the last miss; 0: nothing to reuse */
+    uint32_t gen;                   /* mp_pycode_gen when it was resolved */
+    uint32_t id;                    /* its stack id (0: the table was full) */
+    uint64_t key[2 * MISS_MAX];     /* key frame d: key[kw*e ..], e = MISS_MAX - 1 - d */
+    uint8_t kept[MISS_MAX + 1];     /* before key frame d: c */
+    uint8_t walked[MISS_MAX + 1];   /* before key frame d: frames the walk emitted */
+    uint8_t pend[MISS_MAX + 1];     /* before key frame d: the next kept frame ends a call */
+    uint64_t hash[MISS_MAX + 1];    /* of the c outermost frames (stacks.h: mp_stacks_hash_step) */
+    uint8_t prologue[MISS_MAX + 1]; /* before key frame d: one of them is in its prologue */
     uint64_t frames[MISS_MAX];
     uint8_t ends[MISS_MAX];
 } miss_t;
@@ -198,11 +204,12 @@ intern_walk(const uint8_t *ts, uint64_t *out, uint8_t *ends, uint32_t *nf) {
 
 uint32_t
 mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t *out,
-                   uint8_t *ends, uint32_t *nf) {
+                   uint8_t *ends, uint32_t *nf, int *owner_free) {
     miss_t *m = &miss;
     const mp_pylayout_t *L = &mp_pyenv.L;
     uint32_t gen = mp_load_relaxed(&mp_pycode_gen);
     *nf = 0;
+    *owner_free = 0;
     if (nk == 0) return 0;
     if (nk > MISS_MAX) return intern_walk(ts, out, ends, nf); /* the key is not all of it */
     /* The outer key frames this stack shares with the last miss. */
@@ -223,11 +230,12 @@ mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t
             memcpy(out, m->frames + MISS_MAX - c, (size_t)c * 8);
             memcpy(ends, m->ends + MISS_MAX - c, c);
             *nf = c;
+            *owner_free = !m->prologue[nk - 1]; /* the frames outside the innermost */
             return m->id;
         }
     }
     if (same == 0) {
-        m->kept[0] = m->walked[0] = 0;
+        m->kept[0] = m->walked[0] = m->prologue[0] = 0;
         m->pend[0] = 1;
         m->hash[0] = MP_STACKS_HASH_SEED;
     }
@@ -249,7 +257,7 @@ mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t
      * bit moves inward, from a skipped frame to the next frame kept inside it. */
     m->nk = 0; /* overwritten from here on */
     uint32_t c = m->kept[same], w = m->walked[same];
-    int pend = m->pend[same], dropped = 0;
+    int pend = m->pend[same], dropped = 0, prologue = m->prologue[same];
     uint64_t h = m->hash[c];
     memcpy(mk, key, (size_t)inner * kw * 8);
     for (uint32_t d = same; d < nk; d++) {
@@ -257,6 +265,7 @@ mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t
         m->kept[d] = (uint8_t)c;
         m->walked[d] = (uint8_t)w;
         m->pend[d] = (uint8_t)pend;
+        m->prologue[d] = (uint8_t)prologue;
         const uint8_t *co = NULL;
         int32_t addr = 0;
         int entry = 1, k;
@@ -264,7 +273,7 @@ mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t
         if (L->ts_frame >= 0)
             k = frame_object(f, &co, &addr);
         else
-            k = interpreter_frame(f, &co, &addr, &entry);
+            k = interpreter_frame(f, &co, &addr, &entry, &prologue);
         if (k == fr_stop) {
             /* <= 3.10: the walk ends here, before the frames outside (none: a key ends with
              * such a frame). */
@@ -294,7 +303,9 @@ mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t
     m->kept[nk] = (uint8_t)c;
     m->walked[nk] = (uint8_t)w;
     m->pend[nk] = (uint8_t)pend;
+    m->prologue[nk] = (uint8_t)prologue;
     if (w >= MP_PY_DEPTH) return intern_walk(ts, out, ends, nf); /* the walk's depth cap */
+    *owner_free = !m->prologue[nk - 1]; /* the frames outside the innermost */
     if (c == 0) return 0;
     memcpy(out, m->frames + MISS_MAX - c, (size_t)c * 8);
     memcpy(ends, m->ends + MISS_MAX - c, c);

@@ -220,6 +220,26 @@ mp_pykey_if(const uint8_t *f, int entry, uint64_t *pos, int fam) {
     return mp_ldp(f, L->if_previous);
 }
 
+/* 3.11+: interpreter frame f's hot key word (capture.c's hot entries, mp_pyframes_match) when it
+ * is not the innermost frame: the key word without the owner byte, and the frame after it. The
+ * owner byte changes what the walk makes of a frame in two cases only (pyframes.c,
+ * interpreter_frame): a C-stack shim (3.12+), whose instruction pointer is in the interpreter's
+ * trampoline, where no other frame runs, so the pointer says it; and a frame still in its
+ * prologue, before co_firsttraceable (a generator's frame there is kept, any other skipped). Such
+ * a frame is nearly always the innermost one (a call's MAKE_CELL or RETURN_GENERATOR allocates;
+ * only a finalizer run by the collector from there puts frames inside it), which keeps its owner
+ * byte; a stack with one further out is never put in a hot entry (mp_pyframes_intern's
+ * owner_free). So equal hot words mean an equal walk, and the check reads one byte less for
+ * every frame but the innermost (2 instructions a frame: 8 to 6). */
+#define MP_PYKEY_OWNER (0xffull << 48)
+static inline const uint8_t *
+mp_pykey_hot(const uint8_t *f, int entry, uint64_t *pos, int fam) {
+    const mp_pylayout_t *L = mp_pyL(fam);
+    *pos = (uint64_t)(uintptr_t)mp_ldp(f, L->if_instr);
+    if (entry >= 0) *pos |= (uint64_t)f[entry] << 56;
+    return mp_ldp(f, L->if_previous);
+}
+
 /* is_entry (3.11) only marks where splicing into native stacks goes. */
 static inline int
 mp_pykey_entry(int with_entry) {
@@ -261,9 +281,10 @@ mp_pyframes_key(const uint8_t *ts, uint64_t *key, uint32_t max, int with_entry, 
     return n;
 }
 
-/* Whether the chain from frame f on is exactly the n frames of a key: its first ninline words in
- * key (a whole number of frames), the rest in deep. Reads what mp_pyframes_key reads and stores
- * nothing: with a candidate key at hand this is the cheaper check. */
+/* Whether the chain from frame f on is exactly the n frames of a hot key (mp_pykey_hot; frame
+ * objects: as mp_pyframes_key): its first ninline words in key (a whole number of frames), the
+ * rest in deep. Reads what mp_pyframes_key reads, but the owner bytes, and stores nothing: with a
+ * candidate key at hand this is the cheaper check. */
 static inline int
 mp_pyframes_match(const uint8_t *f, int entry, const uint64_t *key, uint32_t ninline,
                   const uint64_t *deep, uint32_t n, int fam) {
@@ -282,12 +303,12 @@ mp_pyframes_match(const uint8_t *f, int entry, const uint64_t *key, uint32_t nin
         uint32_t in = n < ninline ? n : ninline;
         for (uint32_t i = 0; i < in; i++) {
             if (!f) return 0;
-            f = mp_pykey_if(f, entry, &pos, fam);
+            f = mp_pykey_hot(f, entry, &pos, fam);
             if (pos != k[i]) return 0;
         }
         for (uint32_t i = 0; i < n - in; i++) {
             if (!f) return 0;
-            f = mp_pykey_if(f, entry, &pos, fam);
+            f = mp_pykey_hot(f, entry, &pos, fam);
             if (pos != deep[i]) return 0;
         }
     }
