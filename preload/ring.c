@@ -42,7 +42,8 @@ mp_ring_claim(void) {
     if (!r) return NULL;
     r->bytes = (uint8_t *)(r + 1);
     r->mask = MP_RING_BYTES - 1;
-    r->seq_end = MP_RING_SEQ_NONE; /* its first event reserves numbers (ring.h) */
+    r->wbase = (uintptr_t)r->bytes; /* head 0 */
+    r->seq_end = MP_RING_SEQ_NONE;  /* its first event reserves numbers (ring.h) */
     r->state = mp_ring_owned;
     r->stream = mp_fetch_add_relaxed(&next_stream, 1);
     /* Publish with a CAS loop; the release makes the initialised fields visible to the writer
@@ -100,6 +101,9 @@ publish_slow(mp_ring_t *r, size_t n) {
     uint64_t room = r->tail_cache + cap - MP_RING_EVENT_MAX;
     uint64_t kick = (nh | (MP_RING_KICK_BYTES - 1)) + 1 - MP_RING_EVENT_MAX;
     r->limit = room < kick ? room : kick;
+    /* Every head up to the limit is in nh's lap (the next multiple of the capacity, a multiple
+     * of MP_RING_KICK_BYTES, is past it), where bytes + (head & mask) is wbase + head. */
+    r->wbase = (uintptr_t)r->bytes - (nh & ~(uint64_t)r->mask);
 }
 
 int
@@ -178,6 +182,7 @@ mp_ring_reset_after_fork(mp_ring_t *keep) {
      * dump starts its streams' deltas afresh. */
     for (mp_ring_t *r = registry; r; r = r->next) {
         r->head = r->tail = r->tail_cache = r->limit = 0;
+        r->wbase = (uintptr_t)r->bytes;
         r->notes_head = r->notes_tail = 0;
         r->last_seq = r->last_ptr = r->last_ptr2 = r->alloc_bytes = 0;
         r->seq_start = r->seq_res_end = r->seq_lonely = 0;

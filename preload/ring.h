@@ -76,6 +76,8 @@ typedef struct mp_ring_s {
     uint64_t seq_start;   /* the ring's last reservation of numbers: its first, */
     uint64_t seq_res_end; /* and its end (0: none yet) */
     uint32_t seq_lonely;  /* it found no other reservation since the ring's one before */
+    uintptr_t wbase;      /* bytes less the lap's first position: the fast path writes at wbase
+                           * + head (ring.c's publish_slow keeps it for the lap head is in) */
     /* Consumer side. */
     _Alignas(64) uint64_t tail; /* bytes drained; release-stored by the writer */
     uint32_t notes_tail;        /* notes drained; release-stored by the writer */
@@ -265,7 +267,8 @@ mp_ring_push(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t *seqs, ui
         __builtin_expect(__atomic_load_n(seqs, __ATOMIC_RELAXED) != r->seq_end, 0))
         return mp_ring_push_slow(r, kind, allocator, seqs, ptr, size, stack, abandon);
     uint64_t seq = r->last_seq + 1;
-    size_t n = mp_ring_encode(r, r->bytes + (h & r->mask), kind, allocator, seq, ptr, size, stack);
+    /* bytes + (h & mask): no fast path runs across the end of the storage (above). */
+    size_t n = mp_ring_encode(r, (uint8_t *)(r->wbase + h), kind, allocator, seq, ptr, size, stack);
     /* Release: the writer that sees the new head sees the event's bytes. */
     __atomic_store_n(&r->head, h + n, __ATOMIC_RELEASE);
     return 0;
