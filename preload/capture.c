@@ -286,6 +286,18 @@ hot_deep_words(const hot_t *h) {
     return nw > HOT_WORDS ? nw - HOT_WORDS : 0;
 }
 
+/* dst[0 .. n) = src[0 .. n) & keep, two words a step. */
+static inline void
+hot_copy(uint64_t *dst, const uint64_t *src, uint32_t n, uint64_t keep) {
+    uint32_t k = 0;
+    for (; k + 2 <= n; k += 2) {
+        uint64_t a = src[k] & keep, b = src[k + 1] & keep;
+        dst[k] = a;
+        dst[k + 1] = b;
+    }
+    if (k < n) dst[k] = src[k] & keep;
+}
+
 /* Copy way e (found or filled for this event's key) into the first entry of hot set i; the
  * entry there moves to the second (its hot_deep row too: each way has its own row, so that the
  * checks find it without an index), whose entry is dropped. A key longer than HOT_KEY_WORDS
@@ -303,20 +315,19 @@ hot_fill(memo_area_t *a, uint32_t i, const memo_way_t *e) {
     uint32_t nw = e->n * mp_pykey_words();
     /* The way's key is e->key[0 .. KEY_WORDS) then a->deep[store]; the entry's, h->key[0 ..
      * HOT_WORDS) then deep (HOT_WORDS < KEY_WORDS): three copies, not a test per word (at start-up,
-     * where import stacks are 20-40 frames deep, this ran some 370 instructions a fill). */
+     * where import stacks are 20-40 frames deep, this ran some 370 instructions a fill).
+     * Interpreter frames' words lose their owner byte on the way, but the innermost frame's
+     * (mp_pykey_hot). */
+    uint64_t keep = mp_pykey_words() == 1 ? ~MP_PYKEY_OWNER : ~0ull;
     uint32_t in = nw < KEY_WORDS ? nw : KEY_WORDS;
+    h->key[0] = e->key[0];
     if (in <= HOT_WORDS) {
-        memcpy(h->key, e->key, (size_t)in * 8);
+        hot_copy(h->key + 1, e->key + 1, in - 1, keep);
         if (in < HOT_WORDS) h->key[in] = 0; /* the end of a short key (hot_matches) */
     } else {
-        memcpy(h->key, e->key, HOT_WORDS * 8);
-        memcpy(deep, e->key + HOT_WORDS, (size_t)(in - HOT_WORDS) * 8);
-        memcpy(deep + (in - HOT_WORDS), a->deep[e->store], (size_t)(nw - in) * 8);
-    }
-    if (mp_pykey_words() == 1) { /* interpreter frames: no owner byte but the innermost's */
-        for (uint32_t k = 1; k < (nw < HOT_WORDS ? nw : HOT_WORDS); k++)
-            h->key[k] &= ~MP_PYKEY_OWNER;
-        for (uint32_t k = 0; k + HOT_WORDS < nw; k++) deep[k] &= ~MP_PYKEY_OWNER;
+        hot_copy(h->key + 1, e->key + 1, HOT_WORDS - 1, keep);
+        hot_copy(deep, e->key + HOT_WORDS, in - HOT_WORDS, keep);
+        hot_copy(deep + (in - HOT_WORDS), a->deep[e->store], nw - in, keep);
     }
     h->id = e->id;
     h->gen = e->gen;
