@@ -40,6 +40,13 @@ mp_state_set(int state) {
 }
 int mp_abandon;
 mp_seq_line_t mp_seq_line;
+
+/* The exit marker's number, taken as memprof.c takes it: the writer takes numbers too (its
+ * SAMPLE records), so the counter is never read plainly while it runs. */
+static uint64_t
+exit_seq(void) {
+    return __atomic_fetch_add(&mp_seq, 1, __ATOMIC_RELAXED);
+}
 int mp_native;
 int mp_depth = 64;
 uint64_t mp_stacks_dropped;
@@ -173,7 +180,8 @@ fails_after(int ok) {
     /* The host keeps running: a full ring's worth and more still goes through (the writer
      * still drains, and mp_abandon releases any wait). */
     push_events(r, MP_RING_BYTES); /* some 5 ring's worth: under 6 bytes each */
-    cr_assert_eq(mp_writer_stop(MP_MARK_EXIT, mp_seq, 5000), -1, "stop must report the failure");
+    cr_assert_eq(mp_writer_stop(MP_MARK_EXIT, exit_seq(), 5000), -1,
+                 "stop must report the failure");
     cr_assert_eq(__atomic_load_n(&write_calls, __ATOMIC_ACQUIRE), ok + 1, "wrote after failing");
 
     char err[4096];
@@ -266,7 +274,7 @@ Test(writer_sys, seam_passes_every_chunk_through, .timeout = 30) {
     mp_ring_t *r = claim();
     uint64_t n = MP_RING_BYTES + 17;
     push_events(r, n);
-    cr_assert_eq(mp_writer_stop(MP_MARK_EXIT, mp_seq, 5000), (int64_t)n);
+    cr_assert_eq(mp_writer_stop(MP_MARK_EXIT, exit_seq(), 5000), (int64_t)n);
     cr_assert_eq(mp_load_acquire(&mp_state), mp_state_running, "no failure: still running");
 
     /* The file is exactly what went through the seam: a header and well-formed chunks. */
@@ -329,7 +337,7 @@ Test(writer_sys, stack_records_decode_to_the_interned_stacks, .timeout = 30) {
         cr_assert_geq(ids[k], 1);
         if (k % 37 == 0) sleep_ms(2); /* let the writer emit in several passes */
     }
-    cr_assert_geq(mp_writer_stop(MP_MARK_EXIT, mp_seq, 5000), 0);
+    cr_assert_geq(mp_writer_stop(MP_MARK_EXIT, exit_seq(), 5000), 0);
 
     size_t size;
     uint8_t *buf = read_dump(&size);
@@ -446,7 +454,7 @@ Test(writer_sys, stream_records_carry_every_event_and_note_in_place, .timeout = 
         if (i % 20000 == 0) sleep_ms(2); /* several passes of the writer */
     }
     uint64_t total = n[0] + n[1];
-    cr_assert_eq(mp_writer_stop(MP_MARK_EXIT, mp_seq, 5000), (int64_t)total);
+    cr_assert_eq(mp_writer_stop(MP_MARK_EXIT, exit_seq(), 5000), (int64_t)total);
 
     size_t size;
     uint8_t *buf = read_dump(&size);
@@ -575,7 +583,7 @@ Test(writer_sys, keeps_running_long_after_a_failed_write, .timeout = 30) {
     cr_assert_eq(mp_load_acquire(&mp_state), mp_state_disabled);
     /* About 6 bytes per encoded event: 4 M events are some 24 MiB through a 1 MiB buffer. */
     push_events(r, 4u << 20);
-    cr_assert_eq(mp_writer_stop(MP_MARK_EXIT, mp_seq, 10000), -1);
+    cr_assert_eq(mp_writer_stop(MP_MARK_EXIT, exit_seq(), 10000), -1);
     char err[4096];
     restore_stderr(err, sizeof err);
     unlink(dump_path);
