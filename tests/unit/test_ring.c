@@ -1223,7 +1223,7 @@ hander(void *arg) {
     return NULL;
 }
 
-Test(ring, numbers_order_a_free_before_the_alloc_it_enables, .timeout = 60) {
+Test(ring, numbers_order_a_free_before_the_alloc_it_enables, .timeout = 30) {
     fresh();
     uint64_t seqs = 0, box[HAND_THREADS] = {0};
     hand_t hs[HAND_THREADS];
