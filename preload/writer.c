@@ -395,10 +395,13 @@ writer_sleep_ns(uint64_t most, uint64_t since, uint64_t period) {
  * ring's producer released it after its head: acquire here, release there), and the pass that
  * follows drains it; a producer that claims a ring only after this look takes a later number.
  * That its claim is visible here rests on x86-64's locked instructions being full barriers: the
- * claim (a CAS) precedes its sequence number's fetch-and-add, which precedes the stopper's in
- * that counter's order, which precedes the stop request this thread has seen. Elsewhere, and in
- * a process with other live threads, the grace passes run. Most programs end with one thread:
- * 2 ms less at every exit (python3 -c pass took 2.7 ms in mp_writer_stop, 0.4 ms without them). */
+ * claim (a CAS) precedes the producer's read of the sequence counter (a fetch-and-add, or a load
+ * while its ring's block of numbers lasts, ring.h); a number below the stopper's means that read
+ * did not see the stopper's fetch-and-add, so it, and the claim before it, precede that
+ * fetch-and-add in memory order, which precedes the stop request this thread has seen. Elsewhere,
+ * and in a process with other live threads, the grace passes run. Most programs end with one
+ * thread: 2 ms less at every exit (python3 -c pass took 2.7 ms in mp_writer_stop, 0.4 ms without
+ * them). */
 static int
 others_may_push(void) {
 #if defined(__x86_64__)
