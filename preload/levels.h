@@ -37,6 +37,26 @@ typedef struct mp_levels_s {
     unsigned top;                                   /* deepest level a key went into (atomic) */
 } mp_levels_t;
 
+/* A slot of these tables (stacks.c, pycode.c): 0 (empty) or tag << 40 | (the entry's word offset
+ * in its arena + 1), tag the top 24 bits of the key's hash; the +1 keeps an entry at offset 0
+ * with tag 0 from reading as an empty slot. */
+static inline uint64_t
+mp_levels_tag(uint64_t h) {
+    return h >> 40;
+}
+static inline uint64_t
+mp_levels_slot(uint64_t tag, size_t off) {
+    return tag << 40 | (off + 1);
+}
+static inline uint64_t
+mp_levels_slot_tag(uint64_t s) {
+    return s >> 40;
+}
+static inline size_t
+mp_levels_slot_off(uint64_t s) {
+    return (size_t)(s & ((1ull << 40) - 1)) - 1;
+}
+
 /* Levels from nslots / 32 (at least MP_LEVEL_MIN, at most nslots) up to nslots (a power of two),
  * doubling; their slots reserved with mmap, zero. 0 or -1. */
 int mp_levels_init(mp_levels_t *t, size_t nslots);

@@ -1,7 +1,7 @@
 /* pycode.c - lock-free registry of Python code objects (see pycode.h).
  *
- * Layout, as in stacks.c: the table is levels.h's, a slot is 0 or (tag << 40 | (word offset of
- * the entry + 1)). The arena holds entries back to back:
+ * Layout, as in stacks.c: the table and its slots are levels.h's (mp_levels_slot: a tag of the
+ * hash and the word offset of the entry). The arena holds entries back to back:
  * [u32 state][u32 len][u64 code][u64 filename][u64 name][u64 table][u32 firstlineno][u32 id]
  * [u64 words][len bytes of PYCODE body]; `words` is the entry's reserved size in 8-byte words.
  * state: 0 being written, 1 valid, 2 dead (lost a race). A slot may be CAS-replaced by a newer
@@ -182,13 +182,13 @@ same(const entry_t *e, uint64_t co, const ident_t *id) {
 static uint32_t
 lookup_slow(const uint8_t *co, const ident_t *id) {
     uint64_t key = (uint64_t)(uintptr_t)co;
-    uint64_t h = hash_ptr(key), tag = h >> 40;
+    uint64_t h = hash_ptr(key), tag = mp_levels_tag(h);
     size_t mine = (size_t)-1;
     mp_levels_cursor_t c;
     for (uint64_t *slot = mp_levels_first(&slots, h, &c); slot;) {
         uint64_t s = mp_load_acquire(slot);
-        if (s != 0 && (s >> 40) == tag) {
-            entry_t *e = entry_at((size_t)(s & ((1ull << 40) - 1)) - 1);
+        if (s != 0 && mp_levels_slot_tag(s) == tag) {
+            entry_t *e = entry_at(mp_levels_slot_off(s));
             if (e->code == key) {
                 if (same(e, key, id)) {
                     if (mine != (size_t)-1)
@@ -197,7 +197,7 @@ lookup_slow(const uint8_t *co, const ident_t *id) {
                 }
                 /* Same address, other content: a new object; replace the slot. */
                 if (mine == (size_t)-1 && (mine = build_entry(co, id)) == (size_t)-1) return 0;
-                if (mp_cas_acq_rel(slot, &s, tag << 40 | (mine + 1))) {
+                if (mp_cas_acq_rel(slot, &s, mp_levels_slot(tag, mine))) {
                     mp_store_release(&entry_at(mine)->state, (uint32_t)st_valid);
                     return entry_at(mine)->id;
                 }
@@ -206,7 +206,7 @@ lookup_slow(const uint8_t *co, const ident_t *id) {
         }
         if (s == 0) {
             if (mine == (size_t)-1 && (mine = build_entry(co, id)) == (size_t)-1) return 0;
-            if (mp_cas_acq_rel(slot, &s, tag << 40 | (mine + 1))) {
+            if (mp_cas_acq_rel(slot, &s, mp_levels_slot(tag, mine))) {
                 mp_levels_took(&slots, c.k);
                 mp_store_release(&entry_at(mine)->state, (uint32_t)st_valid);
                 return entry_at(mine)->id;
@@ -271,7 +271,7 @@ mp_pycode_each_published(size_t below, void (*fn)(void *, const uint8_t *, size_
     size_t span = slots.slots ? mp_levels_span(&slots) : 0;
     for (size_t i = 0; i < span; i++) {
         uint64_t s = mp_load_acquire(&slots.slots[i]);
-        size_t off = (size_t)(s & ((1ull << 40) - 1)) - 1;
+        size_t off = mp_levels_slot_off(s);
         if (s && off < below) fn(ctx, entry_at(off)->body, entry_at(off)->len);
     }
 }

@@ -1,8 +1,7 @@
 /* stacks.c - lock-free stack interning (see stacks.h for the contract).
  *
- * Layout. The table is levels.h's: a slot is 0 (empty) or (tag << 40 | (word offset of the entry
- * in the arena + 1)), tag = top 24 bits of the hash; the +1 keeps the first entry (offset 0,
- * possibly tag 0) from reading as an empty slot.
+ * Layout. The table is levels.h's, and so are its slots (mp_levels_slot: a tag of the hash and
+ * the word offset of the entry in the arena).
  *
  * The arena: entries back to back, each [u32 state][u32 n][u32 id][u32 pad][u64 frames[n]];
  * state 0 = being written (mmap gives zeroes), 1 = valid, 2 = tombstone. An entry becomes valid
@@ -64,7 +63,7 @@ entry_at(size_t off) {
 /* h: the stack's hash_frames. */
 static uint32_t
 intern(const uint64_t *frames, uint32_t n, uint64_t h, const uint64_t **stored) {
-    uint64_t tag = h >> 40; /* 24 bits */
+    uint64_t tag = mp_levels_tag(h);
     entry_t *mine = NULL;
     size_t mine_off = 0;
     mp_levels_cursor_t c;
@@ -83,7 +82,7 @@ intern(const uint64_t *frames, uint32_t n, uint64_t h, const uint64_t **stored) 
             }
             /* The CAS releases n, id and frames to lookups (acquire on the slot); the state
              * store after it releases them to the writer (acquire on state). */
-            uint64_t want = tag << 40 | (mine_off + 1);
+            uint64_t want = mp_levels_slot(tag, mine_off);
             if (mp_cas_acq_rel(slot, &s, want)) {
                 mp_levels_took(&table, c.k);
                 mp_store_release(&mine->state, (uint32_t)st_valid);
@@ -92,8 +91,8 @@ intern(const uint64_t *frames, uint32_t n, uint64_t h, const uint64_t **stored) 
             }
             /* Lost the slot; s now holds the winner: fall through and compare it. */
         }
-        if ((s >> 40) == tag) {
-            const entry_t *e = entry_at((size_t)(s & ((1ull << 40) - 1)) - 1);
+        if (mp_levels_slot_tag(s) == tag) {
+            const entry_t *e = entry_at(mp_levels_slot_off(s));
             if (e->n == n && memcmp(e->frames, frames, (size_t)n * 8) == 0) {
                 if (mine) mp_store_release(&mine->state, (uint32_t)st_dead);
                 *stored = e->frames;
@@ -154,7 +153,7 @@ mp_stacks_each_published(size_t below, void (*fn)(void *, uint32_t, const uint64
     size_t span = mp_levels_span(&table);
     for (size_t i = 0; i < span; i++) {
         uint64_t s = mp_load_acquire(&table.slots[i]);
-        size_t off = (size_t)(s & ((1ull << 40) - 1)) - 1;
+        size_t off = mp_levels_slot_off(s);
         if (s && off < below) {
             entry_t *e = entry_at(off);
             fn(ctx, e->id, e->frames, e->n);
