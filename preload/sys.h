@@ -44,6 +44,10 @@ void *mp_sys_map(size_t n); /* private anonymous RW, NORESERVE; NULL on failure 
  * only: where transparent huge pages are off it fails or does nothing. (Hash tables written at
  * random are not advised: levels.h keeps them small instead.) */
 void mp_sys_advise_huge(void *p, size_t n);
+/* n bytes rounded up to whole 2 MiB pages, mapped at a 2 MiB boundary (as mp_sys_map) and advised
+ * as above over all of it: for memory that will be touched nearly everywhere at once, where
+ * mp_sys_advise_huge would leave the unaligned ends in 4 KiB pages. NULL on failure. */
+void *mp_sys_map_huge(size_t n);
 void mp_sys_unmap(void *p, size_t n);
 /* The calling thread's thread pointer (x86-64: %fs base, whose first word points to itself). */
 static inline uintptr_t
