@@ -316,14 +316,14 @@ hot_copy(uint64_t *dst, const uint64_t *src, uint32_t n, uint64_t keep) {
  * entry's words are the key's without them (pyframes.h, mp_pykey_hot). */
 static MP_NOINLINE void
 hot_fill(memo_area_t *a, uint32_t i, const memo_way_t *e) {
-    if (e->n * mp_pykey_words() > HOT_KEY_WORDS) return; /* too deep for a hot entry */
+    uint32_t nw = e->n * mp_pykey_words();
+    if (nw > HOT_KEY_WORDS) return; /* too deep for a hot entry */
     if (!e->owner_free) return;
     hot_t *set = a->hot[i];
     memcpy(a->hot_deep[i][1], a->hot_deep[i][0], (size_t)hot_deep_words(&set[0]) * 8);
     set[1] = set[0];
     hot_t *h = &set[0];
     uint64_t *deep = a->hot_deep[i][0];
-    uint32_t nw = e->n * mp_pykey_words();
     /* The way's key is e->key[0 .. KEY_WORDS) then a->deep[store]; the entry's, h->key[0 ..
      * HOT_WORDS) then deep (HOT_WORDS < KEY_WORDS): three copies, not a test per word (at start-up,
      * where import stacks are 20-40 frames deep, this ran some 370 instructions a fill).

@@ -209,26 +209,15 @@ mp_pykey_fo(const uint8_t *f, uint64_t *co, uint64_t *pos, int fam) {
     return NULL;
 }
 
-/* 3.11+: interpreter frame f's key word, and the frame after it. entry: the offset of 3.11's
- * is_entry to include, or -1; fam: the layout family. User-space pointers leave the top 16 bits
- * free for the flags. */
-static inline const uint8_t *
-mp_pykey_if(const uint8_t *f, int entry, uint64_t *pos, int fam) {
-    const mp_pylayout_t *L = mp_pyL(fam);
-    *pos = (uint64_t)(uintptr_t)mp_ldp(f, L->if_instr) | (uint64_t)f[L->if_owner] << 48;
-    if (entry >= 0) *pos |= (uint64_t)f[entry] << 56;
-    return mp_ldp(f, L->if_previous);
-}
-
 /* 3.11+: interpreter frame f's hot key word (capture.c's hot entries, mp_pyframes_match) when it
- * is not the innermost frame: the key word without the owner byte, and the frame after it. The
- * owner byte changes what the walk makes of a frame in two cases only (pyframes.c,
- * interpreter_frame): a C-stack shim (3.12+), whose instruction pointer is in the interpreter's
- * trampoline, where no other frame runs, so the pointer says it; and a frame still in its
- * prologue, before co_firsttraceable (a generator's frame there is kept, any other skipped). Such
- * a frame is nearly always the innermost one (a call's MAKE_CELL or RETURN_GENERATOR allocates;
- * only a finalizer run by the collector from there puts frames inside it), which keeps its owner
- * byte; a stack with one further out is never put in a hot entry (mp_pyframes_intern's
+ * is not the innermost frame: its key word (mp_pykey_if, below) without the owner byte, and the
+ * frame after it. The owner byte changes what the walk makes of a frame in two cases only
+ * (pyframes.c, interpreter_frame): a C-stack shim (3.12+), whose instruction pointer is in the
+ * interpreter's trampoline, where no other frame runs, so the pointer says it; and a frame still in
+ * its prologue, before co_firsttraceable (a generator's frame there is kept, any other skipped).
+ * Such a frame is nearly always the innermost one (a call's MAKE_CELL or RETURN_GENERATOR
+ * allocates; only a finalizer run by the collector from there puts frames inside it), which keeps
+ * its owner byte; a stack with one further out is never put in a hot entry (mp_pyframes_intern's
  * owner_free). So equal hot words mean an equal walk, and the check reads one byte less for
  * every frame but the innermost (2 instructions a frame: 8 to 6). */
 #define MP_PYKEY_OWNER (0xffull << 48)
@@ -238,6 +227,16 @@ mp_pykey_hot(const uint8_t *f, int entry, uint64_t *pos, int fam) {
     *pos = (uint64_t)(uintptr_t)mp_ldp(f, L->if_instr);
     if (entry >= 0) *pos |= (uint64_t)f[entry] << 56;
     return mp_ldp(f, L->if_previous);
+}
+
+/* 3.11+: interpreter frame f's key word, and the frame after it. entry: the offset of 3.11's
+ * is_entry to include, or -1; fam: the layout family. User-space pointers leave the top 16 bits
+ * free for the flags: is_entry in bits 56-63 (mp_pykey_hot) and the owner byte in bits 48-55. */
+static inline const uint8_t *
+mp_pykey_if(const uint8_t *f, int entry, uint64_t *pos, int fam) {
+    const uint8_t *next = mp_pykey_hot(f, entry, pos, fam);
+    *pos |= (uint64_t)f[mp_pyL(fam)->if_owner] << 48;
+    return next;
 }
 
 /* is_entry (3.11) only marks where splicing into native stacks goes. */

@@ -158,7 +158,7 @@ mp_sys_map_huge(size_t n) {
     uint8_t *a = (uint8_t *)huge_up((uintptr_t)p), *end = p + len + HUGE_PAGE;
     if (a > p) mp_sys_unmap(p, (size_t)(a - p));
     if (end > a + len) mp_sys_unmap(a + len, (size_t)(end - (a + len)));
-    sys(SYS_madvise, (long)a, (long)len, MADV_HUGEPAGE, 0, 0, 0);
+    mp_sys_advise_huge(a, len); /* all of it: a and len are whole huge pages */
     return a;
 }
 
