@@ -24,6 +24,14 @@ mp_ring_first(void) {
     return mp_load_acquire(&registry);
 }
 
+/* The producer state of an empty ring (head 0) that is not zero, for a new ring (the rest is
+ * mmap's zeroes) and for every ring after fork (the rest zeroed there). */
+static void
+start_empty(mp_ring_t *r) {
+    r->wbase = (uintptr_t)r->bytes; /* where head 0 is written (ring.h) */
+    r->seq_end = MP_RING_SEQ_NONE;  /* the first event reserves numbers (ring.h) */
+}
+
 mp_ring_t *
 mp_ring_claim(void) {
     /* Reuse a ring whose thread exited. The CAS makes one claimer win; acquire pairs with the
@@ -42,8 +50,7 @@ mp_ring_claim(void) {
     if (!r) return NULL;
     r->bytes = (uint8_t *)(r + 1);
     r->mask = MP_RING_BYTES - 1;
-    r->wbase = (uintptr_t)r->bytes; /* head 0 */
-    r->seq_end = MP_RING_SEQ_NONE;  /* its first event reserves numbers (ring.h) */
+    start_empty(r);
     r->state = mp_ring_owned;
     r->stream = mp_fetch_add_relaxed(&next_stream, 1);
     /* Publish with a CAS loop; the release makes the initialised fields visible to the writer
@@ -182,11 +189,10 @@ mp_ring_reset_after_fork(mp_ring_t *keep) {
      * dump starts its streams' deltas afresh. */
     for (mp_ring_t *r = registry; r; r = r->next) {
         r->head = r->tail = r->tail_cache = r->limit = 0;
-        r->wbase = (uintptr_t)r->bytes;
         r->notes_head = r->notes_tail = 0;
         r->last_seq = r->last_ptr = r->last_ptr2 = r->alloc_bytes = 0;
         r->seq_start = r->seq_res_end = r->seq_lonely = 0;
-        r->seq_end = MP_RING_SEQ_NONE; /* the next event reserves */
+        start_empty(r);
         r->last_stack = 0;
         r->owner_tid = 0;
         r->count[0] = r->count[1] = r->count[2] = 0;
