@@ -668,6 +668,19 @@ thp_eligible(const void *p) {
     return v;
 }
 
+/* Whether the system gives transparent huge pages on request (mode "always" or "madvise"); mode
+ * gets its mode line ("always [madvise] never"), or "" if there is none. */
+static int
+thp_on_request(char *mode, size_t n) {
+    mode[0] = 0;
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (f) {
+        if (!fgets(mode, (int)n, f)) mode[0] = 0;
+        fclose(f);
+    }
+    return strstr(mode, "[always]") || strstr(mode, "[madvise]");
+}
+
 Test(stacks, arena_advice_makes_its_aligned_part_eligible_for_huge_pages) {
     size_t n = 8u << 20;
     uint8_t *a = mp_sys_map(n);
@@ -678,13 +691,8 @@ Test(stacks, arena_advice_makes_its_aligned_part_eligible_for_huge_pages) {
     a[n - 1] = 2; /* all of it is mapped and writable */
     cr_assert_eq(aligned[0] + a[n - 1], 3);
     /* The advice takes where the system offers huge pages on request: "always" or "madvise". */
-    char mode[128] = "";
-    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-    if (f) {
-        if (!fgets(mode, sizeof mode, f)) mode[0] = 0;
-        fclose(f);
-    }
-    if (strstr(mode, "[always]") || strstr(mode, "[madvise]"))
+    char mode[128];
+    if (thp_on_request(mode, sizeof mode))
         cr_assert_eq(thp_eligible(aligned), 1, "THP mode %s but the arena is not eligible", mode);
     else
         cr_log_info("transparent huge pages are %s: eligibility not checked",
@@ -704,13 +712,8 @@ Test(stacks, map_huge_is_aligned_whole_and_eligible_to_its_end) {
      * area (less than a huge page before it): that page is unmapped (mincore fails, ENOMEM). */
     unsigned char vec[1];
     cr_assert_eq(mincore(a + len, 4096, vec), -1, "the slack after the area is still mapped");
-    char mode[128] = "";
-    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-    if (f) {
-        if (!fgets(mode, sizeof mode, f)) mode[0] = 0;
-        fclose(f);
-    }
-    if (strstr(mode, "[always]") || strstr(mode, "[madvise]")) {
+    char mode[128];
+    if (thp_on_request(mode, sizeof mode)) {
         cr_assert_eq(thp_eligible(a), 1, "THP mode %s but the area's start is not eligible", mode);
         cr_assert_eq(thp_eligible(a + len - 1), 1, "the area's last huge page is not eligible");
     } else {
