@@ -49,7 +49,7 @@ if(MP_REPORTER)
   endforeach()
   # Python programs (run_py.py): each case on every pyenv 3.8-3.13 and /usr/bin/python3 present;
   # exit status 77 when none is.
-  set(MP_E2E_PY_CASES py_lines py_allocators py_cext py_threads py_codereuse)
+  set(MP_E2E_PY_CASES py_lines py_allocators py_cext py_threads py_codereuse py_deep)
   foreach(case ${MP_E2E_PY_CASES})
     add_test(NAME e2e.${case}
       COMMAND ${MP_E2E_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/run_py.py

@@ -41,6 +41,7 @@ CEXT = os.path.join(PYSRC, "cext.py")
 MPEXT_C = os.path.join(PYSRC, "mpext.c")
 THREADS = os.path.join(PYSRC, "threads.py")
 CODEREUSE = os.path.join(PYSRC, "codereuse.py")
+DEEPSTACKS = os.path.join(PYSRC, "deepstacks.py")
 
 SKIP = 77
 MINORS = range(8, 14)
@@ -613,12 +614,62 @@ def py_codereuse(c, py):
                                    for n in wrong[:4])))
 
 
+def py_deep(c, py):
+    """deepstacks.py: every pattern's objects on the one stack of its own calls, 40-135 deep."""
+    outdir = c.outdir(py, "deep")
+    p = c.pythonrun([py.path, DEEPSTACKS], c.py_env(os.path.join(outdir, "deep.%p.dump")),
+                    "deepstacks.py")
+    led = c.only_ledger(p.stdout, "deepstacks.py")
+    r = c.report(c.dump_of(outdir, "deep", led["pid"]))
+    common_process_checks(c, "deepstacks.py", r, py)
+    path, marks = led["file"], led["marks"]
+    call = {marks["a"]: "A", marks["b"]: "B"}
+    got, bad = {}, []
+    for site in r["leaks"]:
+        frames = stack_frames(r, site["stack"])
+        if not (frames and same_file(frames[0].get("file"), path)
+                and frames[0].get("line") == marks["alloc"]):
+            continue
+        # innermost first: the allocation, one down() frame per call (the outermost call's
+        # frame last), then <module>; or, 135 deep, the innermost frames up to the depth limit
+        # (MP_PY_DEPTH, 128) and its marker
+        calls = frames[1:-1]
+        name = "".join(call.get(f.get("line"), "?") for f in reversed(calls))
+        cut = frames[-1].get("function") == "<truncated>"
+        if cut:
+            name = "..." + name
+        if (frames[-1].get("function") not in ("<module>", "<truncated>")
+                or any(f.get("function") != "down" or not same_file(f.get("file"), path)
+                       for f in frames[:-1])):
+            bad.append("stack %d: %r" % (site["stack"], [(f.get("function"), f.get("line"))
+                                                         for f in frames]))
+            continue
+        b, n = got.get(name, (0, 0))
+        got[name] = (b + site["bytes"], n + site["blocks"])
+    c.check(not bad, "deepstacks.py: %d stacks at the allocation line are not down() calls "
+            "from <module>, e.g. %s" % (len(bad), "; ".join(bad[:2])))
+    # Cut stacks keep the innermost calls that fit under the limit: as many in every one.
+    kept = max([len(n) - 3 for n in got if n.startswith("...")] or [0])
+    want = {}
+    for name, (size, count) in led["patterns"].items():
+        if len(name) > 128:
+            name = "..." + name[len(name) - kept:]
+        b, n = want.get(name, (0, 0))
+        want[name] = (b + size * count, n + count)
+    wrong = sorted(n for n in set(got) | set(want) if got.get(n) != want.get(n))
+    c.check(not wrong, "deepstacks.py: %d of %d patterns have other [bytes, blocks] than their "
+            "own objects, e.g. %s" % (len(wrong), len(want), "; ".join(
+                "%d-deep %s...: %r, want %r" % (len(n), n[:12], got.get(n), want.get(n))
+                for n in wrong[:3])))
+
+
 CASES = {
     "py_lines": py_lines,
     "py_allocators": py_allocators,
     "py_cext": py_cext,
     "py_threads": py_threads,
     "py_codereuse": py_codereuse,
+    "py_deep": py_deep,
 }
 
 
