@@ -10,6 +10,7 @@
 #include "sys.h"
 #include "unwind.h"
 #include "config.h"
+#include "keylog.h"
 #include "python.h"
 #include "pycode.h"
 #include "pyframes.h"
@@ -129,12 +130,12 @@ pushed(mp_thread_t *t, mp_ring_t *r) {
  * the code lookups and the interning. Events very often repeat one of a few recent stacks (a loop
  * body): a 4-way set-associative cache of 256 sets indexed by the key's hash, each set in fill
  * order (a miss evicts the oldest). A way holds what a hit reads in two cache lines (header and
- * the key's first words); the rest of a deep key, and the frames (for splicing), are in per-way
- * storage. Sized on scripts/bench_py/mix.py: with 64 sets of 2 ways its working set of stacks
- * thrashed, and with 256 sets of 2 ways three hot stacks sharing a set could still miss on every
- * event (a miss costs some 1000 instructions at start-up depths, a hit about 100). The mapping is
- * touched only where used. Before the memo, a hot entry (python_stack_id) usually holds the right
- * stack, found from the innermost frame alone.
+ * the key's first words) and points at the stack table's copy of the frames (for splicing); the
+ * rest of a deep key is in the memo's key log (below). Sized on scripts/bench_py/mix.py: with 64
+ * sets of 2 ways its working set of stacks thrashed, and with 256 sets of 2 ways three hot stacks
+ * sharing a set could still miss on every event (a miss costs some 1000 instructions at start-up
+ * depths, a hit about 100). The mapping is touched only where used. Before the memo, a hot entry
+ * (python_stack_id) usually holds the right stack, found from the innermost frame alone.
  *
  * The budget is tight: a Python allocation costs the interpreter some 400 instructions, and a
  * 1.3x overhead leaves about 120 for everything memprof does on the thread (scripts/bench).
@@ -148,26 +149,28 @@ pushed(mp_thread_t *t, mp_ring_t *r) {
 #define MEMO_WAYS 4u
 #define HOT_BITS 11u       /* sets of hot entries */
 #define HOT_WAYS 2u        /* entries per set */
-#define HOT_WORDS 6u       /* key words in a hot entry's line; the rest of its key in hot_deep */
+#define HOT_WORDS 6u       /* key words in a hot entry's line; the rest of its key in the log */
 #define HOT_KEY_WORDS 128u /* longest key a hot entry holds; deeper stacks use the memo alone */
 #define KEY_MAX 128u       /* frames; deeper chains are walked every time */
-#define KEY_WORDS 12u /* words of the key kept in the way itself (pyframes.h: 1 or 2 per frame) */
-#define DEEP_WORDS (2 * KEY_MAX - KEY_WORDS)
+#define KEY_WORDS 11u /* words of the key kept in the way itself (pyframes.h: 1 or 2 per frame) */
 _Static_assert(HOT_WORDS < KEY_WORDS, "hot_fill copies a way's inline key past the hot line");
 typedef struct memo_way_s {
     _Alignas(64) uint64_t h; /* hash of the key */
+    const uint64_t *frames;  /* the resolved frames: the stack table's copy (stacks.h) */
     uint32_t n;              /* key frames; 0 = empty */
     uint32_t gen;            /* mp_pycode_gen when filled */
     uint32_t id;             /* interned Python-only stack */
+    uint32_t deep;           /* log position of the key's words past KEY_WORDS (if any) */
     uint16_t nf;             /* resolved frames */
-    uint16_t store;          /* index into the storage arrays */
-    uint64_t key[KEY_WORDS]; /* the key's first words; the rest in deep[store] */
+    uint16_t store;          /* index into ends (a way's own, kept as ways move in their set) */
     uint8_t owner_free;      /* the stack may go in a hot entry (mp_pyframes_intern) */
-} memo_way_t;                /* two cache lines */
+    uint64_t key[KEY_WORDS]; /* the key's first words; the rest in the log at deep */
+} memo_way_t;
+_Static_assert(sizeof(memo_way_t) == 128, "a way is two cache lines");
 
-/* A hot entry: a stack's whole key (the first HOT_WORDS words here, the rest in hot_deep), its
- * generation and id, copied from the memo way that served it: what python_stack_id reads on
- * nearly every event, in one cache line.
+/* A hot entry: a stack's whole key (the first HOT_WORDS words here, the rest in the log, ended
+ * by a zero word), its generation and id, copied from the memo way that served it: what
+ * python_stack_id reads on nearly every event, in one cache line.
  *
  * Two per set, indexed by the innermost frame's key words. With one, two sites whose
  * instruction addresses happened to share an index evicted each other on every event when a
@@ -182,27 +185,38 @@ typedef struct memo_way_s {
  * at every run (by where the code objects fell): churn.py's events cost memprof 134.4 to 160.0
  * instructions each over six address layouts (cachegrind, a salt in the set index standing for
  * the layout), mix.py's 167.8 to 171.3; with 2048 sets, 135.9 and 165.5 in every layout tried.
- * The rows of hot_deep are kept to HOT_KEY_WORDS (128 frames from 3.11 on, as many as a memo key;
- * 64 before, whose deeper stacks use the memo alone): `python -c pass` peaks 3.3 MB higher than
- * with 256 sets (rows of 64 words: 1.2 MB, but CPython's start-up, whose stacks nest deeper, then
- * ran 5.3M instructions more). */
+ * A hot entry holds keys of up to HOT_KEY_WORDS words (128 frames from 3.11 on, as many as a memo
+ * key; 64 before, whose deeper stacks use the memo alone). */
 typedef struct hot_s {
     _Alignas(64) uint64_t key[HOT_WORDS];
-    uint32_t id;  /* interned Python-only stack */
-    uint32_t gen; /* mp_pycode_gen of the way it was copied from */
-    uint32_t n;   /* key frames; 0 = empty */
+    uint32_t id;   /* interned Python-only stack */
+    uint32_t gen;  /* mp_pycode_gen of the way it was copied from */
+    uint32_t n;    /* key frames; 0 = empty */
+    uint32_t deep; /* log position of the key's words past HOT_WORDS, then a zero word (if any) */
 } hot_t;
+_Static_assert(sizeof(hot_t) == 64, "a hot entry is one cache line");
 
-/* The scratch mapping. key is the current event's (off the thread's stack, which may be small;
- * a thread never re-enters capture: its guard, capture.h). */
+/* Why the tails of deep keys go to a log (keylog.h) rather than to rows of the longest key for
+ * every way and hot entry, as they did: those rows made the memo 7.3 MiB, and CPython's start-up
+ * (23,500 misses on stacks 20 to 40 frames deep, nearly all of them new, at rows picked by hash)
+ * touched nearly all of it. The process's first memo was mapped in 2 MiB pages for that, and in
+ * this VM zeroing a fresh huge page costs ~0.3 ms in one run and ~8 ms in the next (the host
+ * backs the guest's page on first touch): scripts/bench_py/threads.py spent 0 or 52 ms of its main
+ * thread's time in clear_page_erms, half the runs each way (perf, 8 runs). With the log the memo
+ * is 1.4 MiB in small pages, and `python -c pass` starts ~3 ms sooner (60 paired runs). A way or
+ * hot entry whose log words were overwritten no longer matches, and is filled again if its stack
+ * comes back: a deep program whose working set of stacks outgrows the log refills more often. */
+
+/* The scratch mapping. key is the current event's, frames and ends a miss's (off the thread's
+ * stack, which may be small; a thread never re-enters capture: its guard, capture.h). */
 typedef struct memo_area_s {
     memo_way_t way[MEMO_SETS][MEMO_WAYS]; /* [0] filled most recently */
     hot_t hot[1u << HOT_BITS][HOT_WAYS];  /* by the innermost frame's hash (python_stack_id) */
     uint64_t key[2 * KEY_MAX];
-    uint64_t deep[MEMO_SETS * MEMO_WAYS][DEEP_WORDS];
-    uint64_t frames[MEMO_SETS * MEMO_WAYS][MP_PY_DEPTH];
-    uint8_t ends[MEMO_SETS * MEMO_WAYS][MP_PY_DEPTH];
-    uint64_t hot_deep[1u << HOT_BITS][HOT_WAYS][HOT_KEY_WORDS - HOT_WORDS];
+    uint64_t frames[MP_PY_DEPTH];
+    uint8_t ends[MP_PY_DEPTH];
+    uint64_t ends_bits[MEMO_SETS * MEMO_WAYS][MP_PY_DEPTH / 64]; /* a way's splice bits, by store */
+    mp_keylog_t log;                                             /* keylog.h */
 } memo_area_t;
 
 /* A resolved Python stack, valid until the thread's next event. */
@@ -212,20 +226,9 @@ typedef struct pystack_s {
     const uint8_t *ends;
 } pystack_t;
 
-/* Whether no memo has been mapped yet in the process (memo_map). */
-static int memo_first = 1;
-
 static MP_NOINLINE memo_area_t *
 memo_map(mp_ring_t *r) {
-    /* The process's first memo is the one the interpreter's start-up fills (the thread that
-     * imports site and the script's modules): some 20000 stacks 20-40 frames deep, whose rows
-     * (deep, frames, hot_deep) end up touched nearly everywhere, 1900 faults of 4 KiB at 3-5 us
-     * each here. In 2 MiB pages, mapped aligned so that the ends are too: four faults, and the
-     * area is resident as it would have been. Other threads' memos see a few stacks each (a
-     * thread pool's workers): 4 KiB pages, or each would hold 8 MiB. */
-    memo_area_t *a = NULL;
-    if (__atomic_exchange_n(&memo_first, 0, __ATOMIC_RELAXED)) a = mp_sys_map_huge(sizeof *a);
-    if (!a) a = mp_sys_map(sizeof *a);
+    memo_area_t *a = mp_sys_map(sizeof *a);
     if (!a) return NULL;
     for (uint32_t i = 0; i < MEMO_SETS; i++)
         for (uint32_t w = 0; w < MEMO_WAYS; w++) a->way[i][w].store = (uint16_t)(i * MEMO_WAYS + w);
@@ -243,6 +246,42 @@ area_of(mp_ring_t *r) {
     return MP_LIKELY(a != NULL) ? a : memo_map(r);
 }
 
+static inline int
+log_holds(const memo_area_t *a, uint32_t pos) {
+    return mp_keylog_holds(&a->log, pos);
+}
+
+static inline const uint64_t *
+log_at(const memo_area_t *a, uint32_t pos) {
+    return mp_keylog_at(&a->log, pos);
+}
+
+/* Empty every way and hot entry whose log words are gone (keylog.h's sweep). */
+static MP_NOINLINE void
+log_sweep(memo_area_t *a) {
+    uint32_t kw = mp_pykey_words();
+    for (uint32_t i = 0; i < MEMO_SETS; i++)
+        for (uint32_t w = 0; w < MEMO_WAYS; w++) {
+            memo_way_t *e = &a->way[i][w];
+            if (e->n * kw > KEY_WORDS && !log_holds(a, e->deep)) e->n = 0;
+        }
+    for (uint32_t i = 0; i < (1u << HOT_BITS); i++)
+        for (uint32_t w = 0; w < HOT_WAYS; w++) {
+            hot_t *h = &a->hot[i][w];
+            if (h->n * kw > HOT_WORDS && !log_holds(a, h->deep)) h->n = 0, h->key[0] = 0;
+        }
+}
+
+/* Room for an entry of len words (at most 2 * KEY_MAX); its position in *pos. An entry the
+ * caller is filling is not swept: it is not yet in use (its n, or its position, is not set). */
+static uint64_t *
+log_append(memo_area_t *a, uint32_t len, uint32_t *pos) {
+    int sweep;
+    uint64_t *w = mp_keylog_append(&a->log, len, pos, &sweep);
+    if (MP_UNLIKELY(sweep)) log_sweep(a);
+    return w;
+}
+
 /* Whether way e holds the key of n frames (nw words) in key, hashed to h, at generation gen. */
 static inline int
 way_matches(const memo_area_t *a, const memo_way_t *e, const uint64_t *key, uint64_t h, uint32_t n,
@@ -251,7 +290,9 @@ way_matches(const memo_area_t *a, const memo_way_t *e, const uint64_t *key, uint
     uint32_t in = nw < KEY_WORDS ? nw : KEY_WORDS;
     for (uint32_t i = 0; i < in; i++)
         if (key[i] != e->key[i]) return 0;
-    return nw == in || memcmp(key + in, a->deep[e->store], (size_t)(nw - in) * 8) == 0;
+    if (nw == in) return 1;
+    return log_holds(a, e->deep) &&
+           memcmp(key + in, log_at(a, e->deep), (size_t)(nw - in) * 8) == 0;
 }
 
 /* Miss: the validated walk of ts's stack, resolved and interned into set[0] (the oldest way
@@ -271,7 +312,7 @@ memo_fill(memo_area_t *a, memo_way_t *set, const uint8_t *ts, uint32_t nk, uint6
     m->n = 0;
     uint32_t nf;
     int owner_free;
-    m->id = mp_pyframes_intern(ts, a->key, nk, a->frames[store], a->ends[store], &nf, &owner_free);
+    m->id = mp_pyframes_intern(ts, a->key, nk, a->frames, a->ends, &nf, &owner_free, &m->frames);
     m->nf = (uint16_t)nf;
     m->owner_free = (uint8_t)owner_free;
     if (nf == 0) return NULL;
@@ -279,22 +320,18 @@ memo_fill(memo_area_t *a, memo_way_t *set, const uint8_t *ts, uint32_t nk, uint6
         mp_fetch_add_relaxed(&mp_stacks_dropped, 1);
         return NULL;
     }
+    uint64_t *bits = a->ends_bits[store];
+    bits[0] = bits[1] = 0;
+    for (uint32_t i = 0; i < nf; i++) bits[i / 64] |= (uint64_t)(a->ends[i] != 0) << (i % 64);
     if (nk <= KEY_MAX) {
         uint32_t nw = nk * mp_pykey_words(), in = nw < KEY_WORDS ? nw : KEY_WORDS;
         memcpy(m->key, a->key, (size_t)in * 8);
-        memcpy(a->deep[store], a->key + in, (size_t)(nw - in) * 8);
+        if (nw > in) memcpy(log_append(a, nw - in, &m->deep), a->key + in, (size_t)(nw - in) * 8);
         m->h = h;
         m->gen = gen;
         m->n = nk;
     }
     return m;
-}
-
-/* The words of hot entry h past its line (0 if its key fits the line). */
-static inline uint32_t
-hot_deep_words(const hot_t *h) {
-    uint32_t nw = h->n * mp_pykey_words();
-    return nw > HOT_WORDS ? nw - HOT_WORDS : 0;
 }
 
 /* dst[0 .. n) = src[0 .. n) & keep, two words a step. */
@@ -310,8 +347,7 @@ hot_copy(uint64_t *dst, const uint64_t *src, uint32_t n, uint64_t keep) {
 }
 
 /* Copy way e (found or filled for this event's key) into the first entry of hot set i; the
- * entry there moves to the second (its hot_deep row too: each way has its own row, so that the
- * checks find it without an index), whose entry is dropped. A key longer than HOT_KEY_WORDS
+ * entry there moves to the second, whose entry is dropped. A key longer than HOT_KEY_WORDS
  * fills nothing, nor does a stack whose owner bytes matter (memo_way_t.owner_free): a hot
  * entry's words are the key's without them (pyframes.h, mp_pykey_hot). */
 static MP_NOINLINE void
@@ -320,15 +356,13 @@ hot_fill(memo_area_t *a, uint32_t i, const memo_way_t *e) {
     if (nw > HOT_KEY_WORDS) return; /* too deep for a hot entry */
     if (!e->owner_free) return;
     hot_t *set = a->hot[i];
-    memcpy(a->hot_deep[i][1], a->hot_deep[i][0], (size_t)hot_deep_words(&set[0]) * 8);
     set[1] = set[0];
     hot_t *h = &set[0];
-    uint64_t *deep = a->hot_deep[i][0];
-    /* The way's key is e->key[0 .. KEY_WORDS) then a->deep[store]; the entry's, h->key[0 ..
-     * HOT_WORDS) then deep (HOT_WORDS < KEY_WORDS): three copies, not a test per word (at start-up,
-     * where import stacks are 20-40 frames deep, this ran some 370 instructions a fill).
-     * Interpreter frames' words lose their owner byte on the way, but the innermost frame's
-     * (mp_pykey_hot). */
+    /* The way's key is e->key[0 .. KEY_WORDS) then its log entry; the hot entry's, h->key[0 ..
+     * HOT_WORDS) then a log entry of its own, ended by a zero word (HOT_WORDS < KEY_WORDS): three
+     * copies, not a test per word (at start-up, where import stacks are 20-40 frames deep, this
+     * ran some 370 instructions a fill). Interpreter frames' words lose their owner byte on the
+     * way, but the innermost frame's (mp_pykey_hot). */
     uint64_t keep = mp_pykey_words() == 1 ? ~MP_PYKEY_OWNER : ~0ull;
     uint32_t in = nw < KEY_WORDS ? nw : KEY_WORDS;
     h->key[0] = e->key[0];
@@ -337,8 +371,18 @@ hot_fill(memo_area_t *a, uint32_t i, const memo_way_t *e) {
         if (in < HOT_WORDS) h->key[in] = 0; /* the end of a short key (hot_matches) */
     } else {
         hot_copy(h->key + 1, e->key + 1, HOT_WORDS - 1, keep);
+        uint64_t *deep = log_append(a, nw - HOT_WORDS + 1, &h->deep);
+        if (in < nw && !log_holds(a, e->deep)) {
+            /* The room just taken is where the way's own words were (a way found in the memo
+             * whose entry was nearly the oldest): nothing written yet, the entry stays empty. */
+            h->n = 0;
+            h->key[0] = 0;
+            return;
+        }
+        const uint64_t *rest = log_at(a, e->deep);
         hot_copy(deep, e->key + HOT_WORDS, in - HOT_WORDS, keep);
-        hot_copy(deep + (in - HOT_WORDS), a->deep[e->store], nw - in, keep);
+        hot_copy(deep + (in - HOT_WORDS), rest, nw - in, keep);
+        deep[nw - HOT_WORDS] = 0; /* a frame's word is never 0 */
     }
     h->id = e->id;
     h->gen = e->gen;
@@ -354,11 +398,17 @@ hot_fill(memo_area_t *a, uint32_t i, const memo_way_t *e) {
  * length only for a key that fills the line: 2.7 instructions fewer per event on churn.py
  * (cachegrind) than counting frames against h->n. An empty entry's first word is 0 too. */
 static MP_ALWAYS_INLINE int
-hot_matches(const hot_t *h, const uint64_t *deep, uint64_t w0, uint64_t w1, uint32_t nw,
+hot_matches(const memo_area_t *a, const hot_t *h, uint64_t w0, uint64_t w1, uint32_t nw,
             const uint8_t *next, int entry, uint32_t gen, int fam) {
-    if (mp_pykey_words_fam(fam) == 2 || fam == MP_PYFAM_ANY)
-        return h->key[0] == w0 && (nw == 1 || h->key[1] == w1) && h->gen == gen && h->n != 0 &&
-               mp_pyframes_match(next, entry, h->key + nw, HOT_WORDS - nw, deep, h->n - 1, fam);
+    if (mp_pykey_words_fam(fam) == 2 || fam == MP_PYFAM_ANY) {
+        if (h->key[0] != w0 || (nw != 1 && h->key[1] != w1) || h->gen != gen || h->n == 0) return 0;
+        const uint64_t *deep = NULL;
+        if (h->n * nw > HOT_WORDS) {
+            if (!log_holds(a, h->deep)) return 0;
+            deep = log_at(a, h->deep);
+        }
+        return mp_pyframes_match(next, entry, h->key + nw, HOT_WORDS - nw, deep, h->n - 1, fam);
+    }
     if (h->key[0] != w0 || h->gen != gen) return 0;
     const uint8_t *f = next;
     for (uint32_t i = 1; i < HOT_WORDS; i++) {
@@ -367,21 +417,23 @@ hot_matches(const hot_t *h, const uint64_t *deep, uint64_t w0, uint64_t w1, uint
         f = mp_pykey_hot(f, entry, &pos, fam);
         if (pos != h->key[i]) return 0;
     }
-    /* The line is full: the key has HOT_WORDS frames or more, the rest in deep. */
-    return mp_pyframes_match(f, entry, NULL, 0, deep, h->n - HOT_WORDS, fam);
+    /* The line is full: the key has HOT_WORDS frames or more, the rest in the log, ended by a zero
+     * word, which no frame's word equals: the loop tests the chain's end and the words only. */
+    if (!f) return h->n == HOT_WORDS;
+    if (h->n == HOT_WORDS || !log_holds(a, h->deep)) return 0;
+    const uint64_t *k = log_at(a, h->deep);
+    do {
+        uint64_t pos;
+        f = mp_pykey_hot(f, entry, &pos, fam);
+        if (pos != *k++) return 0;
+    } while (f);
+    return *k == 0;
 }
 
-/* Swap the two entries of hot set i, with their hot_deep rows. */
+/* Swap the two entries of hot set i. */
 static void
 hot_swap(memo_area_t *a, uint32_t i) {
     hot_t *set = a->hot[i];
-    uint32_t n0 = hot_deep_words(&set[0]), n1 = hot_deep_words(&set[1]);
-    uint64_t *r0 = a->hot_deep[i][0], *r1 = a->hot_deep[i][1];
-    for (uint32_t j = 0; j < (n0 > n1 ? n0 : n1); j++) {
-        uint64_t w = r0[j];
-        r0[j] = r1[j];
-        r1[j] = w;
-    }
     hot_t first = set[0];
     set[0] = set[1];
     set[1] = first;
@@ -424,7 +476,7 @@ hot_second(memo_area_t *a, const uint8_t *ts, uint32_t i, uint32_t gen, int fam,
     const uint8_t *next;
     if (!innermost_key(ts, fam, entry, &w0, &w1, &nw, &next)) return 0;
     const hot_t *h = &a->hot[i][1];
-    if (!hot_matches(h, a->hot_deep[i][1], w0, w1, nw, next, entry, gen, fam)) return 0;
+    if (!hot_matches(a, h, w0, w1, nw, next, entry, gen, fam)) return 0;
     uint32_t id = h->id;
     if (id == prev) hot_swap(a, i);
     return id;
@@ -471,7 +523,7 @@ tstate_tls_miss(void) {
  * mp_native (whose keys carry 3.11's is_entry). Both are constants on the fast path.
  *
  * First the hot entry of the innermost frame's key words (its code and position): the stack last
- * served there, its key kept whole in the entry's cache line (or past it, in hot_deep, for deep
+ * served there, its key kept whole in the entry's cache line (or past it, in the log, for deep
  * chains), checked frame by frame against the chain with nothing stored. That is about half the
  * work of building the key, hashing it and comparing, and one cache line. Then the set's second
  * entry. Only when neither is right (another caller, a third site sharing the set, or a code
@@ -504,8 +556,7 @@ python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
     if (!innermost_key(ts, fam, entry, &w0, &w1, &nw, &next)) return 0;
     uint32_t i = (uint32_t)(((w0 ^ w1) * 0x9e3779b97f4a7c15ull) >> (64 - HOT_BITS));
     const hot_t *h = &a->hot[i][0];
-    if (MP_LIKELY(hot_matches(h, a->hot_deep[i][0], w0, w1, nw, next, entry, gen, fam)))
-        return h->id;
+    if (MP_LIKELY(hot_matches(a, h, w0, w1, nw, next, entry, gen, fam))) return h->id;
     uint32_t id = hot_second(a, ts, i, gen, fam, native, r->last_stack);
     if (id != 0) return id;
     const memo_way_t *e = memo_lookup(a, ts, gen);
@@ -523,11 +574,13 @@ thread_stack(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
 }
 
 static inline void
-view(const memo_area_t *a, const memo_way_t *e, pystack_t *out) {
+view(memo_area_t *a, const memo_way_t *e, pystack_t *out) {
     out->id = e->id;
     out->nf = e->nf;
-    out->frames = a->frames[e->store];
-    out->ends = a->ends[e->store];
+    out->frames = e->frames;
+    const uint64_t *bits = a->ends_bits[e->store];
+    for (uint32_t i = 0; i < e->nf; i++) a->ends[i] = (uint8_t)(bits[i / 64] >> (i % 64) & 1);
+    out->ends = a->ends;
 }
 
 /* The calling thread's Python stack with its frames (for splicing into native stacks, and for
@@ -615,10 +668,9 @@ mp_capture_python_stack(const uint64_t **frames, uint32_t *n) {
     if (t->status != mp_thread_active) return 0;
     pystack_t m;
     if (!python_frames(t, t->ring, &m)) return 0;
-    /* The memo changes with the next event: hand out the stack table's own copy. */
-    uint32_t id = mp_stacks_intern_ref(m.frames, m.nf, frames);
-    if (id) *n = m.nf;
-    return id;
+    *frames = m.frames; /* the stack table's copy: kept for the process's life */
+    *n = m.nf;
+    return m.id;
 }
 
 /* Push one event into r: encoded in place, in the dump's bytes (ring.h), so the writer only

@@ -181,6 +181,7 @@ typedef struct miss_s {
     uint32_t nk;                    /* key frames of the last miss; 0: nothing to reuse */
     uint32_t gen;                   /* mp_pycode_gen when it was resolved */
     uint32_t id;                    /* its stack id (0: the table was full) */
+    const uint64_t *stored;         /* the stack table's copy of its frames */
     uint64_t key[2 * MISS_MAX];     /* key frame d: key[kw*e ..], e = MISS_MAX - 1 - d */
     uint8_t kept[MISS_MAX + 1];     /* before key frame d: c */
     uint8_t walked[MISS_MAX + 1];   /* before key frame d: frames the walk emitted */
@@ -195,23 +196,25 @@ static __thread miss_t miss __attribute__((tls_model("initial-exec")));
 
 /* The stack without the last miss: walked, resolved and interned whole. */
 static MP_NOINLINE uint32_t
-intern_walk(const uint8_t *ts, uint64_t *out, uint8_t *ends, uint32_t *nf) {
+intern_walk(const uint8_t *ts, uint64_t *out, uint8_t *ends, uint32_t *nf,
+            const uint64_t **stored) {
     uint64_t raw[2 * MP_PY_DEPTH];
     uint32_t n = mp_pyframes_walk_raw(ts, raw, MP_PY_DEPTH);
     *nf = n ? mp_pyframes_resolve(raw, n, out, ends) : 0;
-    return *nf ? mp_stacks_intern(out, *nf) : 0;
+    return *nf ? mp_stacks_intern_ref(out, *nf, stored) : 0;
 }
 
 uint32_t
 mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t *out,
-                   uint8_t *ends, uint32_t *nf, int *owner_free) {
+                   uint8_t *ends, uint32_t *nf, int *owner_free, const uint64_t **stored) {
     miss_t *m = &miss;
     const mp_pylayout_t *L = &mp_pyenv.L;
     uint32_t gen = mp_load_relaxed(&mp_pycode_gen);
     *nf = 0;
     *owner_free = 0;
+    *stored = NULL;
     if (nk == 0) return 0;
-    if (nk > MISS_MAX) return intern_walk(ts, out, ends, nf); /* the key is not all of it */
+    if (nk > MISS_MAX) return intern_walk(ts, out, ends, nf, stored); /* the key is not all of it */
     /* The outer key frames this stack shares with the last miss. */
     const uint32_t kw = mp_pykey_words();
     uint32_t same = 0;
@@ -231,6 +234,7 @@ mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t
             memcpy(ends, m->ends + MISS_MAX - c, c);
             *nf = c;
             *owner_free = !m->prologue[nk - 1]; /* the frames outside the innermost */
+            *stored = m->stored;
             return m->id;
         }
     }
@@ -248,7 +252,7 @@ mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t
     for (uint32_t i = 0; i < inner; i++) {
         if (!f) {
             m->nk = 0; /* not the chain the key was read from: cannot happen */
-            return intern_walk(ts, out, ends, nf);
+            return intern_walk(ts, out, ends, nf, stored);
         }
         fr[i] = (uint64_t)(uintptr_t)f;
         f = mp_ldp(f, L->ts_frame >= 0 ? L->f_back : L->if_previous);
@@ -304,18 +308,19 @@ mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t
     m->walked[nk] = (uint8_t)w;
     m->pend[nk] = (uint8_t)pend;
     m->prologue[nk] = (uint8_t)prologue;
-    if (w >= MP_PY_DEPTH) return intern_walk(ts, out, ends, nf); /* the walk's depth cap */
+    if (w >= MP_PY_DEPTH) return intern_walk(ts, out, ends, nf, stored); /* the walk's depth cap */
     *owner_free = !m->prologue[nk - 1]; /* the frames outside the innermost */
     if (c == 0) return 0;
     memcpy(out, m->frames + MISS_MAX - c, (size_t)c * 8);
     memcpy(ends, m->ends + MISS_MAX - c, c);
     *nf = c;
-    uint32_t id = mp_stacks_intern_hashed(out, c, mp_stacks_hash_finish(h, c));
+    uint32_t id = mp_stacks_intern_hashed(out, c, mp_stacks_hash_finish(h, c), stored);
     if (!dropped) {
         /* A dropped frame is looked up again next time (and counted, mp_pycode_dropped). */
         m->nk = nk;
         m->gen = gen;
         m->id = id;
+        m->stored = *stored;
     }
     return id;
 }

@@ -24,11 +24,11 @@
  * 3.11's is_entry (with_entry): without it a frame shared with the last miss keeps the bit it had
  * then (splicing, the only reader of those bits, asks for is_entry). */
 uint32_t mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t *out,
-                            uint8_t *ends, uint32_t *nf, int *owner_free);
+                            uint8_t *ends, uint32_t *nf, int *owner_free, const uint64_t **stored);
 /* *owner_free: 1 when no frame of the stack but the innermost is one whose owner byte decides what
  * the walk makes of it (a frame in its prologue, pyframes.h's mp_pykey_hot), so that its hot key
  * words, with no owner byte but the innermost frame's, name it exactly; 0 when one is, or when
  * that is not known (a chain walked whole). Frame objects (<= 3.10) have no owner byte: always
- * 1. */
+ * 1. *stored: the stack table's copy of the frames (mp_stacks_intern_ref), NULL with id 0. */
 
 #endif

@@ -60,7 +60,7 @@ entry_at(size_t off) {
     return (entry_t *)(arena + off);
 }
 
-/* h: the stack's hash_frames. */
+/* h: the stack's hash_frames; stored may be NULL. */
 static uint32_t
 intern(const uint64_t *frames, uint32_t n, uint64_t h, const uint64_t **stored) {
     uint64_t tag = mp_levels_tag(h);
@@ -86,7 +86,7 @@ intern(const uint64_t *frames, uint32_t n, uint64_t h, const uint64_t **stored) 
             if (mp_cas_acq_rel(slot, &s, want)) {
                 mp_levels_took(&table, c.k);
                 mp_store_release(&mine->state, (uint32_t)st_valid);
-                *stored = mine->frames;
+                if (stored) *stored = mine->frames;
                 return mine->id;
             }
             /* Lost the slot; s now holds the winner: fall through and compare it. */
@@ -95,7 +95,7 @@ intern(const uint64_t *frames, uint32_t n, uint64_t h, const uint64_t **stored) 
             const entry_t *e = entry_at(mp_levels_slot_off(s));
             if (e->n == n && memcmp(e->frames, frames, (size_t)n * 8) == 0) {
                 if (mine) mp_store_release(&mine->state, (uint32_t)st_dead);
-                *stored = e->frames;
+                if (stored) *stored = e->frames;
                 return e->id;
             }
         }
@@ -107,14 +107,13 @@ intern(const uint64_t *frames, uint32_t n, uint64_t h, const uint64_t **stored) 
 
 uint32_t
 mp_stacks_intern(const uint64_t *frames, uint32_t n) {
-    const uint64_t *stored;
-    return intern(frames, n, hash_frames(frames, n), &stored);
+    return intern(frames, n, hash_frames(frames, n), NULL);
 }
 
 uint32_t
-mp_stacks_intern_hashed(const uint64_t *frames, uint32_t n, uint64_t hash) {
-    const uint64_t *stored;
-    return intern(frames, n, hash, &stored);
+mp_stacks_intern_hashed(const uint64_t *frames, uint32_t n, uint64_t hash,
+                        const uint64_t **stored) {
+    return intern(frames, n, hash, stored);
 }
 
 uint32_t

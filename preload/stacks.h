@@ -46,8 +46,10 @@ mp_stacks_hash_finish(uint64_t h, uint32_t n) {
     h *= 0xc4ceb9fe1a85ec53ull;
     return h ^ (h >> 32);
 }
-/* mp_stacks_intern, given the stack's hash (computed as above). */
-uint32_t mp_stacks_intern_hashed(const uint64_t *frames, uint32_t n, uint64_t hash);
+/* mp_stacks_intern, given the stack's hash (computed as above); *stored (if stored is not NULL):
+ * as mp_stacks_intern_ref's. */
+uint32_t mp_stacks_intern_hashed(const uint64_t *frames, uint32_t n, uint64_t hash,
+                                 const uint64_t **stored);
 
 /* Writer side: iterate entries from *cursor (start at 0). Returns 1 and fills id, frames, n
  * for the next valid entry; 0 when the next entry is still being written or the end is reached

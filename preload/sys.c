@@ -148,20 +148,6 @@ mp_sys_advise_huge(void *p, size_t n) {
     if (e > a) sys(SYS_madvise, (long)a, (long)(e - a), MADV_HUGEPAGE, 0, 0, 0);
 }
 
-void *
-mp_sys_map_huge(size_t n) {
-    size_t len = (size_t)huge_up(n);
-    /* One huge page more than needed, so that an aligned start lies inside; the slack on either
-     * side is returned. */
-    uint8_t *p = mp_sys_map(len + HUGE_PAGE);
-    if (!p) return NULL;
-    uint8_t *a = (uint8_t *)huge_up((uintptr_t)p), *end = p + len + HUGE_PAGE;
-    if (a > p) mp_sys_unmap(p, (size_t)(a - p));
-    if (end > a + len) mp_sys_unmap(a + len, (size_t)(end - (a + len)));
-    mp_sys_advise_huge(a, len); /* all of it: a and len are whole huge pages */
-    return a;
-}
-
 void
 mp_sys_unmap(void *p, size_t n) {
     if (p) sys(SYS_munmap, (long)p, (long)n, 0, 0, 0, 0);

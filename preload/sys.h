@@ -41,14 +41,10 @@ ssize_t mp_sys_readlink(const char *path, char *buf, size_t cap); /* NUL-termina
 void *mp_sys_map(size_t n); /* private anonymous RW, NORESERVE; NULL on failure */
 /* Ask for transparent huge pages on the 2 MiB-aligned part of [p, p + n): for memory that is
  * filled from its start and kept (the arenas), one fault per 2 MiB rather than per 4 KiB. Advice
- * only: where transparent huge pages are off it fails or does nothing. (Hash tables written at
- * random are not advised: levels.h keeps them small instead. The process's first memo area,
- * which start-up fills everywhere, is mapped with mp_sys_map_huge: capture.c.) */
+ * only: where transparent huge pages are off it fails or does nothing. (Memory written at
+ * random is not advised: levels.h keeps hash tables small instead, and capture.c's memo small,
+ * since a fresh huge page can cost milliseconds to zero in a VM.) */
 void mp_sys_advise_huge(void *p, size_t n);
-/* n bytes rounded up to whole 2 MiB pages, mapped at a 2 MiB boundary (as mp_sys_map) and advised
- * as above over all of it: for memory that will be touched nearly everywhere at once, where
- * mp_sys_advise_huge would leave the unaligned ends in 4 KiB pages. NULL on failure. */
-void *mp_sys_map_huge(size_t n);
 void mp_sys_unmap(void *p, size_t n);
 /* The calling thread's thread pointer (x86-64: %fs base, whose first word points to itself). */
 static inline uintptr_t

@@ -14,6 +14,8 @@ mp_unit_test(ring TSAN SOURCES ${MP_PRELOAD_TESTABLE})
 mp_unit_test(stacks TSAN SOURCES ${MP_PRELOAD_TESTABLE})
 
 mp_unit_test(config SOURCES ${MP_PRELOAD_TESTABLE})
+# preload/keylog.h: the Python memo's key log (header only).
+mp_unit_test(keylog)
 # preload/pytls.c: CPython 3.12+'s thread-local state access, decoded from code bytes.
 mp_unit_test(pytls SOURCES ${PROJECT_SOURCE_DIR}/preload/pytls.c)
 # test_config checks that docs/CONFIG.md documents exactly the variables of mp_config_vars[].

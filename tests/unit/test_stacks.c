@@ -141,13 +141,13 @@ Test(stacks, hashed_interning_agrees_with_plain) {
         for (uint32_t i = n; i-- > 0;) h = mp_stacks_hash_step(h, f[i]);
         h = mp_stacks_hash_finish(h, n);
         if (k % 2) {
-            uint32_t id = mp_stacks_intern_hashed(f, n, h);
+            uint32_t id = mp_stacks_intern_hashed(f, n, h, NULL);
             cr_assert_geq(id, 1);
             cr_assert_eq(mp_stacks_intern(f, n), id, "stack %d", k);
         } else {
             uint32_t id = mp_stacks_intern(f, n);
             cr_assert_geq(id, 1);
-            cr_assert_eq(mp_stacks_intern_hashed(f, n, h), id, "stack %d", k);
+            cr_assert_eq(mp_stacks_intern_hashed(f, n, h, NULL), id, "stack %d", k);
         }
     }
 }
@@ -697,28 +697,4 @@ Test(stacks, arena_advice_makes_its_aligned_part_eligible_for_huge_pages) {
     else
         cr_log_info("transparent huge pages are %s: eligibility not checked",
                     mode[0] ? mode : "absent");
-}
-
-Test(stacks, map_huge_is_aligned_whole_and_eligible_to_its_end) {
-    size_t n = (7u << 20) + 12345, huge = 2u << 20; /* not a multiple of 2 MiB, like the memo */
-    uint8_t *a = mp_sys_map_huge(n);
-    cr_assert_not_null(a);
-    cr_assert_eq((uintptr_t)a % huge, 0, "not 2 MiB-aligned: %p", (void *)a);
-    size_t len = (n + huge - 1) / huge * huge; /* rounded up: the last huge page is whole */
-    a[0] = 1;
-    a[len - 1] = 2;
-    cr_assert_eq(a[0] + a[len - 1], 3);
-    /* The slack mapped to find an aligned start is returned. Some of it always lies after the
-     * area (less than a huge page before it): that page is unmapped (mincore fails, ENOMEM). */
-    unsigned char vec[1];
-    cr_assert_eq(mincore(a + len, 4096, vec), -1, "the slack after the area is still mapped");
-    char mode[128];
-    if (thp_on_request(mode, sizeof mode)) {
-        cr_assert_eq(thp_eligible(a), 1, "THP mode %s but the area's start is not eligible", mode);
-        cr_assert_eq(thp_eligible(a + len - 1), 1, "the area's last huge page is not eligible");
-    } else {
-        cr_log_info("transparent huge pages are %s: eligibility not checked",
-                    mode[0] ? mode : "absent");
-    }
-    mp_sys_unmap(a, len);
 }
