@@ -587,14 +587,21 @@ def py_threads(c, py):
 
 # ---- py_codereuse --------------------------------------------------------------------------------
 
+def run_ledgered(c, py, script, stem):
+    """Run script under memprof, in a directory of its own: its one ledger, and the report of
+    the dump of the process that printed it, with common_process_checks done."""
+    name = os.path.basename(script)
+    outdir = c.outdir(py, stem)
+    p = c.pythonrun([py.path, script], c.py_env(os.path.join(outdir, stem + ".%p.dump")), name)
+    led = c.only_ledger(p.stdout, name)
+    r = c.report(c.dump_of(outdir, stem, led["pid"]))
+    common_process_checks(c, name, r, py)
+    return led, r
+
+
 def py_codereuse(c, py):
     """codereuse.py: lists charged to their own generated files while code addresses repeat."""
-    outdir = c.outdir(py, "codereuse")
-    p = c.pythonrun([py.path, CODEREUSE], c.py_env(os.path.join(outdir, "cr.%p.dump")),
-                    "codereuse.py")
-    led = c.only_ledger(p.stdout, "codereuse.py")
-    r = c.report(c.dump_of(outdir, "cr", led["pid"]))
-    common_process_checks(c, "codereuse.py", r, py)
+    led, r = run_ledgered(c, py, CODEREUSE, "cr")
     # Without reuse the case would prove nothing: pymalloc hands a freed code object's block
     # to the next one of its size class, so nearly every round reuses one.
     c.check(led["reused"] >= len(led["sizes"]) // 4,
@@ -616,12 +623,7 @@ def py_codereuse(c, py):
 
 def py_deep(c, py):
     """deepstacks.py: every pattern's objects on the one stack of its own calls, 40-135 deep."""
-    outdir = c.outdir(py, "deep")
-    p = c.pythonrun([py.path, DEEPSTACKS], c.py_env(os.path.join(outdir, "deep.%p.dump")),
-                    "deepstacks.py")
-    led = c.only_ledger(p.stdout, "deepstacks.py")
-    r = c.report(c.dump_of(outdir, "deep", led["pid"]))
-    common_process_checks(c, "deepstacks.py", r, py)
+    led, r = run_ledgered(c, py, DEEPSTACKS, "deep")
     path, marks = led["file"], led["marks"]
     call = {marks["a"]: "A", marks["b"]: "B"}
     got, bad = {}, []
