@@ -203,20 +203,19 @@ _Static_assert(sizeof(hot_t) == 64, "a hot entry is one cache line");
  * this VM zeroing a fresh huge page costs ~0.3 ms in one run and ~8 ms in the next (the host
  * backs the guest's page on first touch): scripts/bench_py/threads.py spent 0 or 52 ms of its main
  * thread's time in clear_page_erms, half the runs each way (perf, 8 runs). With the log the memo
- * is 1.4 MiB in small pages, and `python -c pass` starts ~3 ms sooner (60 paired runs). A way or
+ * is 1.5 MiB in small pages, and `python -c pass` starts ~3 ms sooner (60 paired runs). A way or
  * hot entry whose log words were overwritten no longer matches, and is filled again if its stack
  * comes back: a deep program whose working set of stacks outgrows the log refills more often. */
 
-/* The scratch mapping. key is the current event's, frames and ends a miss's (off the thread's
- * stack, which may be small; a thread never re-enters capture: its guard, capture.h). */
+/* The scratch mapping. key is the current event's and scratch a miss's (off the thread's stack,
+ * which may be small; a thread never re-enters capture: its guard, capture.h). */
 typedef struct memo_area_s {
     memo_way_t way[MEMO_SETS][MEMO_WAYS]; /* [0] filled most recently */
     hot_t hot[1u << HOT_BITS][HOT_WAYS];  /* by the innermost frame's hash (python_stack_id) */
     uint64_t key[2 * KEY_MAX];
-    uint64_t frames[MP_PY_DEPTH];
-    uint8_t ends[MP_PY_DEPTH];
-    uint64_t ends_bits[MEMO_SETS * MEMO_WAYS][MP_PY_DEPTH / 64]; /* a way's splice bits, by store */
-    mp_keylog_t log;                                             /* keylog.h */
+    uint64_t scratch[MP_PY_DEPTH];
+    uint8_t ends[MEMO_SETS * MEMO_WAYS][MP_PY_DEPTH]; /* a way's splice bits, by its store */
+    mp_keylog_t log;                                  /* keylog.h */
 } memo_area_t;
 
 /* A resolved Python stack, valid until the thread's next event. */
@@ -312,7 +311,8 @@ memo_fill(memo_area_t *a, memo_way_t *set, const uint8_t *ts, uint32_t nk, uint6
     m->n = 0;
     uint32_t nf;
     int owner_free;
-    m->id = mp_pyframes_intern(ts, a->key, nk, a->frames, a->ends, &nf, &owner_free, &m->frames);
+    m->id = mp_pyframes_intern(ts, a->key, nk, a->scratch, a->ends[store], &nf, &owner_free,
+                               &m->frames);
     m->nf = (uint16_t)nf;
     m->owner_free = (uint8_t)owner_free;
     if (nf == 0) return NULL;
@@ -320,9 +320,6 @@ memo_fill(memo_area_t *a, memo_way_t *set, const uint8_t *ts, uint32_t nk, uint6
         mp_fetch_add_relaxed(&mp_stacks_dropped, 1);
         return NULL;
     }
-    uint64_t *bits = a->ends_bits[store];
-    bits[0] = bits[1] = 0;
-    for (uint32_t i = 0; i < nf; i++) bits[i / 64] |= (uint64_t)(a->ends[i] != 0) << (i % 64);
     if (nk <= KEY_MAX) {
         uint32_t nw = nk * mp_pykey_words(), in = nw < KEY_WORDS ? nw : KEY_WORDS;
         memcpy(m->key, a->key, (size_t)in * 8);
@@ -574,13 +571,11 @@ thread_stack(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
 }
 
 static inline void
-view(memo_area_t *a, const memo_way_t *e, pystack_t *out) {
+view(const memo_area_t *a, const memo_way_t *e, pystack_t *out) {
     out->id = e->id;
     out->nf = e->nf;
     out->frames = e->frames;
-    const uint64_t *bits = a->ends_bits[e->store];
-    for (uint32_t i = 0; i < e->nf; i++) a->ends[i] = (uint8_t)(bits[i / 64] >> (i % 64) & 1);
-    out->ends = a->ends;
+    out->ends = a->ends[e->store];
 }
 
 /* The calling thread's Python stack with its frames (for splicing into native stacks, and for

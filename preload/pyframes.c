@@ -194,7 +194,7 @@ typedef struct miss_s {
 /* Initial-exec (no call into the dynamic loader, which could allocate); zero: nothing yet. */
 static __thread miss_t miss __attribute__((tls_model("initial-exec")));
 
-/* The stack without the last miss: walked, resolved and interned whole. */
+/* The stack without the last miss: walked, resolved (into out) and interned whole. */
 static MP_NOINLINE uint32_t
 intern_walk(const uint8_t *ts, uint64_t *out, uint8_t *ends, uint32_t *nf,
             const uint64_t **stored) {
@@ -205,7 +205,7 @@ intern_walk(const uint8_t *ts, uint64_t *out, uint8_t *ends, uint32_t *nf,
 }
 
 uint32_t
-mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t *out,
+mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t *scratch,
                    uint8_t *ends, uint32_t *nf, int *owner_free, const uint64_t **stored) {
     miss_t *m = &miss;
     const mp_pylayout_t *L = &mp_pyenv.L;
@@ -214,7 +214,7 @@ mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t
     *owner_free = 0;
     *stored = NULL;
     if (nk == 0) return 0;
-    if (nk > MISS_MAX) return intern_walk(ts, out, ends, nf, stored); /* the key is not all of it */
+    if (nk > MISS_MAX) return intern_walk(ts, scratch, ends, nf, stored); /* the key is not all */
     /* The outer key frames this stack shares with the last miss. */
     const uint32_t kw = mp_pykey_words();
     uint32_t same = 0;
@@ -230,7 +230,6 @@ mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t
         if (same == nk && nk == m->nk && m->id) {
             /* All of it (the memo dropped it since). */
             uint32_t c = m->kept[nk];
-            memcpy(out, m->frames + MISS_MAX - c, (size_t)c * 8);
             memcpy(ends, m->ends + MISS_MAX - c, c);
             *nf = c;
             *owner_free = !m->prologue[nk - 1]; /* the frames outside the innermost */
@@ -243,16 +242,15 @@ mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t
         m->pend[0] = 1;
         m->hash[0] = MP_STACKS_HASH_SEED;
     }
-    /* The chain's frames inside the common part, innermost first, in out (nk <= MP_PY_DEPTH
-     * words: room enough), which is filled only after they are read; the thread's stack may be
-     * small. */
-    uint64_t *fr = out;
+    /* The chain's frames inside the common part, innermost first, in scratch (nk <= MP_PY_DEPTH
+     * words: room enough); the thread's stack may be small. */
+    uint64_t *fr = scratch;
     uint32_t inner = nk - same;
     const uint8_t *f = L->ts_frame >= 0 ? mp_ldp(ts, L->ts_frame) : mp_pyframes_first_iframe(ts);
     for (uint32_t i = 0; i < inner; i++) {
         if (!f) {
             m->nk = 0; /* not the chain the key was read from: cannot happen */
-            return intern_walk(ts, out, ends, nf, stored);
+            return intern_walk(ts, scratch, ends, nf, stored);
         }
         fr[i] = (uint64_t)(uintptr_t)f;
         f = mp_ldp(f, L->ts_frame >= 0 ? L->f_back : L->if_previous);
@@ -308,13 +306,13 @@ mp_pyframes_intern(const uint8_t *ts, const uint64_t *key, uint32_t nk, uint64_t
     m->walked[nk] = (uint8_t)w;
     m->pend[nk] = (uint8_t)pend;
     m->prologue[nk] = (uint8_t)prologue;
-    if (w >= MP_PY_DEPTH) return intern_walk(ts, out, ends, nf, stored); /* the walk's depth cap */
+    if (w >= MP_PY_DEPTH) return intern_walk(ts, scratch, ends, nf, stored); /* the depth cap */
     *owner_free = !m->prologue[nk - 1]; /* the frames outside the innermost */
     if (c == 0) return 0;
-    memcpy(out, m->frames + MISS_MAX - c, (size_t)c * 8);
     memcpy(ends, m->ends + MISS_MAX - c, c);
     *nf = c;
-    uint32_t id = mp_stacks_intern_hashed(out, c, mp_stacks_hash_finish(h, c), stored);
+    uint32_t id =
+        mp_stacks_intern_hashed(m->frames + MISS_MAX - c, c, mp_stacks_hash_finish(h, c), stored);
     if (!dropped) {
         /* A dropped frame is looked up again next time (and counted, mp_pycode_dropped). */
         m->nk = nk;
