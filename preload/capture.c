@@ -716,6 +716,46 @@ mp_capture_py_fast(mp_thread_t *t, unsigned kind, unsigned allocator, const void
     return stack;
 }
 
+/* What python_stack_id and mp_ring_push do on nearly every event, and nothing else: the thread
+ * state without its fallbacks, the first hot entry, the short form. Any other case returns 0
+ * before anything is written, and the caller starts over with mp_capture_py_fast, which finds the
+ * same state and entry again: a few dozen instructions on the rare event, where a call in this
+ * path (to hot_second, say) would make the compiler keep values in callee-saved registers and
+ * save them on every event. */
+uint32_t
+mp_capture_py_lean(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr, size_t size,
+                   int fam) {
+    mp_ring_t *r = t->ring; /* fast: active, its own ring, kept */
+    const uint8_t *ts;
+    if (!mp_pyfam_gil_holder(fam)) {
+        const uint8_t *const *slot = t->py_tls;
+        if (MP_UNLIKELY(slot == NULL)) return 0;
+        ts = *slot;
+    } else {
+        const mp_pylayout_t *L = mp_pyL(fam);
+        ts = __atomic_load_n((const uint8_t *const *)(mp_pyenv.runtime + L->rt_tstate_current),
+                             __ATOMIC_RELAXED);
+        if (MP_UNLIKELY(!ts) || (uintptr_t)mp_ldp(ts, L->ts_thread_id) != t->self) return 0;
+    }
+    if (MP_UNLIKELY(!ts)) return 0;
+    const memo_area_t *a = r->scratch;
+    uint32_t gen = mp_load_relaxed(&mp_pycode_gen);
+    uint64_t w0, w1;
+    uint32_t nw;
+    const uint8_t *next;
+    if (!innermost_key(ts, fam, mp_pykey_entry(0), &w0, &w1, &nw, &next)) return 0;
+    uint32_t i = (uint32_t)(((w0 ^ w1) * 0x9e3779b97f4a7c15ull) >> (64 - HOT_BITS));
+    const hot_t *h = &a->hot[i][0];
+    if (MP_UNLIKELY(!hot_matches(a, h, w0, w1, nw, next, mp_pykey_entry(0), gen, fam))) return 0;
+    uint32_t id = h->id; /* never 0 in an entry that matches (hot_fill); tested all the same, so
+                          * that 0 means "nothing recorded" by construction */
+    if (MP_UNLIKELY(id == 0) ||
+        MP_UNLIKELY(
+            !mp_ring_push_short(r, kind, allocator, &mp_seq, (uint64_t)(uintptr_t)ptr, size, id)))
+        return 0;
+    return id;
+}
+
 uint32_t
 mp_capture_py_event(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr, size_t size,
                     int fam) {

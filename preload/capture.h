@@ -98,6 +98,11 @@ uint32_t mp_capture_py_event(mp_thread_t *t, unsigned kind, unsigned allocator, 
 /* The fast path itself: only while t->word == 1 and mp_pyfast == fam (fam not MP_PYFAM_ANY). */
 uint32_t mp_capture_py_fast(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
                             size_t size, int fam);
+/* The fast path's common case alone: a hot entry's stack, pushed in the ring's short form, with
+ * no call on any path. Returns the stack id; 0 and nothing recorded when the event needs more
+ * (the caller then calls mp_capture_py_fast). */
+uint32_t mp_capture_py_lean(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
+                            size_t size, int fam);
 /* On the fast path, an event with its stack known (the second event of a realloc). */
 void mp_capture_py_push(const mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
                         size_t size, uint32_t stack);

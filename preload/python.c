@@ -91,7 +91,8 @@ unsigned mp_pyfast = mp_pyfast_off;
  * resolved and its offsets are immediates at compile time (mp_pyL); the set that matches the
  * interpreter is installed (hook_family).
  *
- * Each hook is its fast path, inlined, and a general one out of line (hook_*_gen: guard, state,
+ * Each hook is its fast path's tests and the wrapped call, inlined, the event out of line and
+ * shared (fast_alloc_*, fast_free_*), and a general path out of line (hook_*_gen: guard, state,
  * mp_capture_py_event's tests). The fast path sets the guard to 1 and back to 0 rather than
  * counting: it runs only when the guard was 0. */
 
@@ -124,6 +125,66 @@ dom_allocator(const domain_t *d, int dom) {
     return dom < 0 ? d->allocator : MP_ALLOC_PYMEM_RAW + (unsigned)dom;
 }
 
+/* The fast path's event, out of line: one copy per family and kind, shared by every hook (not
+ * one inlined into each: the hooks' copies thrashed the interpreter's instruction cache). The
+ * common case (mp_capture_py_lean) makes no call, so these functions save few registers, and
+ * only past the thread state's test; anything else goes to slow_*, which start over with
+ * mp_capture_py_fast. An ALLOC's ends the guard and
+ * returns the block: the hooks jump to it. */
+#define FAST_FNS(sfx, fam)                                                                         \
+    static MP_NOINLINE MP_FLATTEN void *slow_alloc_##sfx(mp_thread_t *t, unsigned a, void *p,      \
+                                                         size_t n) {                               \
+        mp_capture_py_fast(t, MP_EV_ALLOC, a, p, n, fam);                                          \
+        t->guard = 0;                                                                              \
+        return p;                                                                                  \
+    }                                                                                              \
+    static MP_NOINLINE MP_FLATTEN uint32_t slow_free_##sfx(mp_thread_t *t, unsigned a, void *p) {  \
+        return mp_capture_py_fast(t, MP_EV_FREE, a, p, 0, fam);                                    \
+    }                                                                                              \
+    static MP_NOINLINE MP_FLATTEN void *fast_alloc_##sfx(mp_thread_t *t, unsigned a, void *p,      \
+                                                         size_t n) {                               \
+        if (MP_UNLIKELY(!mp_capture_py_lean(t, MP_EV_ALLOC, a, p, n, fam)))                        \
+            return slow_alloc_##sfx(t, a, p, n);                                                   \
+        t->guard = 0;                                                                              \
+        return p;                                                                                  \
+    }                                                                                              \
+    static MP_NOINLINE MP_FLATTEN uint32_t fast_free_##sfx(mp_thread_t *t, unsigned a, void *p) {  \
+        uint32_t id = mp_capture_py_lean(t, MP_EV_FREE, a, p, 0, fam);                             \
+        return MP_LIKELY(id != 0) ? id : slow_free_##sfx(t, a, p);                                 \
+    }
+FAST_FNS(38, MP_PYFAM_38)
+FAST_FNS(39, MP_PYFAM_39)
+FAST_FNS(310, MP_PYFAM_310)
+FAST_FNS(311, MP_PYFAM_311)
+FAST_FNS(312, MP_PYFAM_312)
+FAST_FNS(313, MP_PYFAM_313)
+#undef FAST_FNS
+#define FAST_SWITCH(fn, ...)                                                                       \
+    switch (fam) {                                                                                 \
+        case MP_PYFAM_38:                                                                          \
+            return fn##_38(__VA_ARGS__);                                                           \
+        case MP_PYFAM_39:                                                                          \
+            return fn##_39(__VA_ARGS__);                                                           \
+        case MP_PYFAM_310:                                                                         \
+            return fn##_310(__VA_ARGS__);                                                          \
+        case MP_PYFAM_311:                                                                         \
+            return fn##_311(__VA_ARGS__);                                                          \
+        case MP_PYFAM_312:                                                                         \
+            return fn##_312(__VA_ARGS__);                                                          \
+        default:                                                                                   \
+            return fn##_313(__VA_ARGS__);                                                          \
+    }
+/* fam: a constant, not MP_PYFAM_ANY. */
+static MP_ALWAYS_INLINE void *
+fast_alloc(int fam, mp_thread_t *t, unsigned a, void *p, size_t n) {
+    FAST_SWITCH(fast_alloc, t, a, p, n)
+}
+static MP_ALWAYS_INLINE uint32_t
+fast_free(int fam, mp_thread_t *t, unsigned a, void *p) {
+    FAST_SWITCH(fast_free, t, a, p)
+}
+#undef FAST_SWITCH
+
 static MP_ALWAYS_INLINE void *
 hook_malloc_t(void *ctx, size_t n, int fam, int dom) {
     domain_t *d = ctx;
@@ -131,9 +192,11 @@ hook_malloc_t(void *ctx, size_t n, int fam, int dom) {
     if (!fast(t, fam)) return hook_malloc_gen(ctx, n, fam);
     t->guard = 1;
     void *p = d->orig.malloc(d->orig.ctx, n);
-    if (p) mp_capture_py_fast(t, MP_EV_ALLOC, dom_allocator(d, dom), p, n, fam);
-    t->guard = 0;
-    return p;
+    if (MP_UNLIKELY(!p)) {
+        t->guard = 0;
+        return p;
+    }
+    return fast_alloc(fam, t, dom_allocator(d, dom), p, n);
 }
 
 static MP_NOINLINE void *
@@ -159,9 +222,11 @@ hook_calloc_t(void *ctx, size_t n, size_t m, int fam) {
         return hook_calloc_gen(ctx, n, m, fam);
     t->guard = 1;
     void *p = d->orig.calloc(d->orig.ctx, n, m);
-    if (p) mp_capture_py_fast(t, MP_EV_ALLOC, d->allocator, p, total, fam);
-    t->guard = 0;
-    return p;
+    if (MP_UNLIKELY(!p)) {
+        t->guard = 0;
+        return p;
+    }
+    return fast_alloc(fam, t, d->allocator, p, total);
 }
 
 static MP_NOINLINE void *
@@ -192,11 +257,13 @@ hook_realloc_t(void *ctx, void *p, size_t n, int fam) {
     unsigned a = d->allocator;
     if (!p) {
         void *q = d->orig.realloc(d->orig.ctx, NULL, n);
-        if (q) mp_capture_py_fast(t, MP_EV_ALLOC, a, q, n, fam);
-        t->guard = 0;
-        return q;
+        if (MP_UNLIKELY(!q)) {
+            t->guard = 0;
+            return q;
+        }
+        return fast_alloc(fam, t, a, q, n);
     }
-    uint32_t stack = mp_capture_py_fast(t, MP_EV_FREE, a, p, 0, fam);
+    uint32_t stack = fast_free(fam, t, a, p);
     void *q = d->orig.realloc(d->orig.ctx, p, n);
     if (q)
         mp_capture_py_push(t, MP_EV_ALLOC, a, q, n, stack);
@@ -241,7 +308,7 @@ hook_free_t(void *ctx, void *p, int fam, int dom) {
         return;
     }
     t->guard = 1;
-    mp_capture_py_fast(t, MP_EV_FREE, dom_allocator(d, dom), p, 0, fam);
+    fast_free(fam, t, dom_allocator(d, dom), p);
     d->orig.free(d->orig.ctx, p);
     t->guard = 0;
 }

@@ -274,6 +274,29 @@ mp_ring_push(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t *seqs, ui
     return 0;
 }
 
+/* The same for the lean fast path (capture.c's mp_capture_py_lean): the short form only, with
+ * room and a number at hand; 0 and nothing written otherwise (the caller then takes the whole
+ * path, mp_ring_push). No call on any path: the function it is inlined into keeps no value in a
+ * callee-saved register, so its prologue saves none. */
+static inline int
+mp_ring_push_short(mp_ring_t *r, unsigned kind, unsigned allocator, const uint64_t *seqs,
+                   uint64_t ptr, uint64_t size, uint32_t stack) {
+    uint64_t h = r->head;
+    if (__builtin_expect(h > r->limit, 0) ||
+        __builtin_expect(__atomic_load_n(seqs, __ATOMIC_RELAXED) != r->seq_end, 0))
+        return 0;
+    uint64_t seq = r->last_seq + 1, z;
+    int same = mp_ring_same_stack(r, kind, stack);
+    if (__builtin_expect(
+            !mp_ring_short_fits(r, kind, seq, ptr - r->last_ptr, size, stack, same, &z), 0))
+        return 0;
+    size_t n = mp_ring_put_short((uint8_t *)(r->wbase + h), kind, allocator, (uint32_t)z, size,
+                                 same, stack);
+    mp_ring_advance(r, kind, seq, ptr, size, same, stack);
+    __atomic_store_n(&r->head, h + n, __ATOMIC_RELEASE);
+    return 1;
+}
+
 /* Producer: post a note at the current head (waiting while every note is taken, unless *abandon
  * is set: then -1 and nothing is posted). 0 when posted. */
 int mp_ring_note(mp_ring_t *r, const mp_ring_note_t *note, const int *abandon);
