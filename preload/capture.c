@@ -716,16 +716,12 @@ mp_capture_py_fast(mp_thread_t *t, unsigned kind, unsigned allocator, const void
     return stack;
 }
 
-/* What python_stack_id and mp_ring_push do on nearly every event, and nothing else: the thread
- * state without its fallbacks, the first hot entry, the short form. Any other case returns 0
- * before anything is written, and the caller starts over with mp_capture_py_fast, which finds the
- * same state and entry again: a few dozen instructions on the rare event, where a call in this
- * path (to hot_second, say) would make the compiler keep values in callee-saved registers and
- * save them on every event. */
+/* The stack of nearly every event: the thread state without its fallbacks and the first hot
+ * entry, with no call on any path (so the function it is inlined into saves no register for
+ * it). 0 in any other case: the caller starts over with mp_capture_py_fast. */
 uint32_t
-mp_capture_py_lean(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr, size_t size,
-                   int fam) {
-    mp_ring_t *r = t->ring; /* fast: active, its own ring, kept */
+mp_capture_py_hot(const mp_thread_t *t, int fam) {
+    const mp_ring_t *r = t->ring; /* fast: active, its own ring, kept */
     const uint8_t *ts;
     if (!mp_pyfam_gil_holder(fam)) {
         const uint8_t *const *slot = t->py_tls;
@@ -747,13 +743,39 @@ mp_capture_py_lean(mp_thread_t *t, unsigned kind, unsigned allocator, const void
     uint32_t i = (uint32_t)(((w0 ^ w1) * 0x9e3779b97f4a7c15ull) >> (64 - HOT_BITS));
     const hot_t *h = &a->hot[i][0];
     if (MP_UNLIKELY(!hot_matches(a, h, w0, w1, nw, next, mp_pykey_entry(0), gen, fam))) return 0;
-    uint32_t id = h->id; /* never 0 in an entry that matches (hot_fill); tested all the same, so
-                          * that 0 means "nothing recorded" by construction */
-    if (MP_UNLIKELY(id == 0) ||
-        MP_UNLIKELY(
-            !mp_ring_push_short(r, kind, allocator, &mp_seq, (uint64_t)(uintptr_t)ptr, size, id)))
-        return 0;
-    return id;
+    return h->id; /* never 0 in an entry that matches (hot_fill) */
+}
+
+/* The pushes' other forms, out of line, jumped to: the fast ones then keep nothing past a call. */
+static MP_NOINLINE void *
+alloc_push_long(mp_thread_t *t, unsigned allocator, void *ptr, size_t size, uint32_t stack) {
+    encode_event(t->ring, MP_EV_ALLOC, allocator, ptr, size, stack);
+    t->guard = 0;
+    return ptr;
+}
+
+static MP_NOINLINE uint32_t
+free_push_long(mp_thread_t *t, unsigned allocator, const void *ptr, uint32_t stack) {
+    encode_event(t->ring, MP_EV_FREE, allocator, ptr, 0, stack);
+    return stack;
+}
+
+void *
+mp_capture_py_alloc_push(mp_thread_t *t, unsigned allocator, void *ptr, size_t size,
+                         uint32_t stack) {
+    if (MP_UNLIKELY(!mp_ring_push_short(t->ring, MP_EV_ALLOC, allocator, &mp_seq,
+                                        (uint64_t)(uintptr_t)ptr, size, stack)))
+        return alloc_push_long(t, allocator, ptr, size, stack);
+    t->guard = 0;
+    return ptr;
+}
+
+uint32_t
+mp_capture_py_free_push(mp_thread_t *t, unsigned allocator, const void *ptr, uint32_t stack) {
+    if (MP_UNLIKELY(!mp_ring_push_short(t->ring, MP_EV_FREE, allocator, &mp_seq,
+                                        (uint64_t)(uintptr_t)ptr, 0, stack)))
+        return free_push_long(t, allocator, ptr, stack);
+    return stack;
 }
 
 uint32_t

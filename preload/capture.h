@@ -98,11 +98,15 @@ uint32_t mp_capture_py_event(mp_thread_t *t, unsigned kind, unsigned allocator, 
 /* The fast path itself: only while t->word == 1 and mp_pyfast == fam (fam not MP_PYFAM_ANY). */
 uint32_t mp_capture_py_fast(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
                             size_t size, int fam);
-/* The fast path's common case alone: a hot entry's stack, pushed in the ring's short form, with
- * no call on any path. Returns the stack id; 0 and nothing recorded when the event needs more
- * (the caller then calls mp_capture_py_fast). */
-uint32_t mp_capture_py_lean(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
-                            size_t size, int fam);
+/* The fast path's stack of nearly every event (a hot entry's), found with no call; 0 when it
+ * takes more (the caller then calls mp_capture_py_fast). */
+uint32_t mp_capture_py_hot(const mp_thread_t *t, int fam);
+/* The fast path's push of an event whose stack is known: an ALLOC (which also ends the guard and
+ * returns ptr, for the hooks to jump to) and a FREE (which returns stack). */
+void *mp_capture_py_alloc_push(mp_thread_t *t, unsigned allocator, void *ptr, size_t size,
+                               uint32_t stack) __attribute__((noinline));
+uint32_t mp_capture_py_free_push(mp_thread_t *t, unsigned allocator, const void *ptr,
+                                 uint32_t stack) __attribute__((noinline));
 /* On the fast path, an event with its stack known (the second event of a realloc). */
 void mp_capture_py_push(const mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
                         size_t size, uint32_t stack);

@@ -126,11 +126,11 @@ dom_allocator(const domain_t *d, int dom) {
 }
 
 /* The fast path's event, out of line: one copy per family and kind, shared by every hook (not
- * one inlined into each: the hooks' copies thrashed the interpreter's instruction cache). The
- * common case (mp_capture_py_lean) makes no call, so these functions save few registers, and
- * only past the thread state's test; anything else goes to slow_*, which start over with
- * mp_capture_py_fast. An ALLOC's ends the guard and
- * returns the block: the hooks jump to it. */
+ * one inlined into each: those copies evicted the interpreter's code from the instruction cache;
+ * python-frames.md 8.3). The stack of nearly every event (mp_capture_py_hot) and its push
+ * (mp_capture_py_*_push) take no call that returns to them, so these functions save few registers
+ * or none; anything else goes to slow_*, which start over with mp_capture_py_fast. An ALLOC's
+ * ends the guard and returns the block: the hooks jump to it. */
 #define FAST_FNS(sfx, fam)                                                                         \
     static MP_NOINLINE MP_FLATTEN void *slow_alloc_##sfx(mp_thread_t *t, unsigned a, void *p,      \
                                                          size_t n) {                               \
@@ -143,14 +143,14 @@ dom_allocator(const domain_t *d, int dom) {
     }                                                                                              \
     static MP_NOINLINE MP_FLATTEN void *fast_alloc_##sfx(mp_thread_t *t, unsigned a, void *p,      \
                                                          size_t n) {                               \
-        if (MP_UNLIKELY(!mp_capture_py_lean(t, MP_EV_ALLOC, a, p, n, fam)))                        \
-            return slow_alloc_##sfx(t, a, p, n);                                                   \
-        t->guard = 0;                                                                              \
-        return p;                                                                                  \
+        uint32_t id = mp_capture_py_hot(t, fam);                                                   \
+        if (MP_UNLIKELY(id == 0)) return slow_alloc_##sfx(t, a, p, n);                             \
+        return mp_capture_py_alloc_push(t, a, p, n, id);                                           \
     }                                                                                              \
     static MP_NOINLINE MP_FLATTEN uint32_t fast_free_##sfx(mp_thread_t *t, unsigned a, void *p) {  \
-        uint32_t id = mp_capture_py_lean(t, MP_EV_FREE, a, p, 0, fam);                             \
-        return MP_LIKELY(id != 0) ? id : slow_free_##sfx(t, a, p);                                 \
+        uint32_t id = mp_capture_py_hot(t, fam);                                                   \
+        if (MP_UNLIKELY(id == 0)) return slow_free_##sfx(t, a, p);                                 \
+        return mp_capture_py_free_push(t, a, p, id);                                               \
     }
 FAST_FNS(38, MP_PYFAM_38)
 FAST_FNS(39, MP_PYFAM_39)
