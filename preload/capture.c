@@ -139,7 +139,8 @@ pushed(mp_thread_t *t, mp_ring_t *r) {
  *
  * The budget is tight: a Python allocation costs the interpreter some 400 instructions, and a
  * 1.3x overhead leaves about 120 for everything memprof does on the thread (scripts/bench).
- * The hit path is therefore inlined into the hooks; misses go out of line.
+ * The hit path is therefore one straight run with no call (mp_capture_py_hot, shared by the
+ * hooks of a layout family: python.c, python-frames.md 8.3); misses go out of line.
  *
  * The memo lives in the ring's scratch mapping: rings are owned by one thread at a time and the
  * memo's content (code addresses -> stack id) is valid process-wide, so it survives a change of
@@ -457,9 +458,9 @@ innermost_key(const uint8_t *ts, int fam, int entry, uint64_t *w0, uint64_t *w1,
 }
 
 /* The second entry of hot set i, out of line, rebuilding the innermost frame's key words from ts
- * (the first entry serves most events: inlined into the hooks, or called with those words, this
- * check made every event 6 to 9 instructions longer under cachegrind, more values staying live
- * in the hooks); 0: no match. prev: the stack of the thread's last event. A match that
+ * (the first entry serves most events: inlined into the fast path, or called with those words,
+ * this check made every event 6 to 9 instructions longer under cachegrind, more values staying
+ * live in it); 0: no match. prev: the stack of the thread's last event. A match that
  * repeats it swaps the two entries, so that the first check serves it again: filled once after
  * it, a rarely used stack would otherwise send every later event of a hot one here. One that
  * does not (a loop alternating between the two) leaves them: a swap per event would send both. */
