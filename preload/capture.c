@@ -480,6 +480,26 @@ hot_second(memo_area_t *a, const uint8_t *ts, uint32_t i, uint32_t gen, int fam,
     return id;
 }
 
+/* No hot set: the thread runs no Python frame (hot_first). */
+#define HOT_NONE UINT32_MAX
+
+/* The first hot entry's stack for ts's chain (gen: mp_pycode_gen): its id (never 0: hot_fill), or
+ * 0; *set: the hot set of the innermost frame's key words, or HOT_NONE when ts runs no Python
+ * frame. */
+static MP_ALWAYS_INLINE uint32_t
+hot_first(const memo_area_t *a, const uint8_t *ts, int fam, int entry, uint32_t gen,
+          uint32_t *set) {
+    uint64_t w0, w1;
+    uint32_t nw;
+    const uint8_t *next;
+    *set = HOT_NONE;
+    if (!innermost_key(ts, fam, entry, &w0, &w1, &nw, &next)) return 0;
+    uint32_t i = (uint32_t)(((w0 ^ w1) * 0x9e3779b97f4a7c15ull) >> (64 - HOT_BITS));
+    *set = i;
+    const hot_t *h = &a->hot[i][0];
+    return hot_matches(a, h, w0, w1, nw, next, entry, gen, fam) ? h->id : 0;
+}
+
 /* The memo's lookup by the whole key (hash, set, ways), filling a way on a miss. */
 static MP_NOINLINE const memo_way_t *
 memo_lookup(memo_area_t *a, const uint8_t *ts, uint32_t gen) {
@@ -548,14 +568,10 @@ python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
     if (fam == MP_PYFAM_ANY && !a) return 0;
     const int entry = mp_pykey_entry(native);
     uint32_t gen = mp_load_relaxed(&mp_pycode_gen);
-    uint64_t w0, w1;
-    uint32_t nw;
-    const uint8_t *next;
-    if (!innermost_key(ts, fam, entry, &w0, &w1, &nw, &next)) return 0;
-    uint32_t i = (uint32_t)(((w0 ^ w1) * 0x9e3779b97f4a7c15ull) >> (64 - HOT_BITS));
-    const hot_t *h = &a->hot[i][0];
-    if (MP_LIKELY(hot_matches(a, h, w0, w1, nw, next, entry, gen, fam))) return h->id;
-    uint32_t id = hot_second(a, ts, i, gen, fam, native, r->last_stack);
+    uint32_t i, id = hot_first(a, ts, fam, entry, gen, &i);
+    if (MP_LIKELY(id != 0)) return id;
+    if (i == HOT_NONE) return 0;
+    id = hot_second(a, ts, i, gen, fam, native, r->last_stack);
     if (id != 0) return id;
     const memo_way_t *e = memo_lookup(a, ts, gen);
     if (!e) return 0;
@@ -729,22 +745,11 @@ mp_capture_py_hot(const mp_thread_t *t, int fam) {
         if (MP_UNLIKELY(slot == NULL)) return 0;
         ts = *slot;
     } else {
-        const mp_pylayout_t *L = mp_pyL(fam);
-        ts = __atomic_load_n((const uint8_t *const *)(mp_pyenv.runtime + L->rt_tstate_current),
-                             __ATOMIC_RELAXED);
-        if (MP_UNLIKELY(!ts) || (uintptr_t)mp_ldp(ts, L->ts_thread_id) != t->self) return 0;
+        ts = mp_pyframes_tstate_held(t->self, fam);
     }
     if (MP_UNLIKELY(!ts)) return 0;
-    const memo_area_t *a = r->scratch;
-    uint32_t gen = mp_load_relaxed(&mp_pycode_gen);
-    uint64_t w0, w1;
-    uint32_t nw;
-    const uint8_t *next;
-    if (!innermost_key(ts, fam, mp_pykey_entry(0), &w0, &w1, &nw, &next)) return 0;
-    uint32_t i = (uint32_t)(((w0 ^ w1) * 0x9e3779b97f4a7c15ull) >> (64 - HOT_BITS));
-    const hot_t *h = &a->hot[i][0];
-    if (MP_UNLIKELY(!hot_matches(a, h, w0, w1, nw, next, mp_pykey_entry(0), gen, fam))) return 0;
-    return h->id; /* never 0 in an entry that matches (hot_fill) */
+    uint32_t set; /* a miss of any kind is the caller's */
+    return hot_first(r->scratch, ts, fam, mp_pykey_entry(0), mp_load_relaxed(&mp_pycode_gen), &set);
 }
 
 /* The pushes' other forms, out of line, jumped to: the fast ones then keep nothing past a call. */

@@ -90,6 +90,20 @@ mp_pyfam_ts_current_frame(int fam) {
     return fam == MP_PYFAM_ANY ? mp_pyenv.L.ts_current_frame >= 0 : fam == MP_PYFAM_313;
 }
 
+/* <= 3.11 (a family that mp_pyfam_gil_holder): the thread holding the GIL if it is self (its
+ * pthread_self), else NULL. When it is self, the state is live whatever finalization does:
+ * finalization frees other threads' states, and runs with the GIL held by the finalizing thread,
+ * so a thread that finds itself the GIL holder while finalizing is set is the finalizing one (what
+ * mp_pyframes_tstate_fam's check lets through). No load of finalizing, then, on the path nearly
+ * every event takes (this, and capture.c's mp_capture_py_hot). */
+static inline const uint8_t *
+mp_pyframes_tstate_held(uintptr_t self, int fam) {
+    const mp_pylayout_t *L = mp_pyL(fam);
+    const uint8_t *t = __atomic_load_n(
+        (const uint8_t *const *)(mp_pyenv.runtime + L->rt_tstate_current), __ATOMIC_RELAXED);
+    return t && (uintptr_t)mp_ldp(t, L->ts_thread_id) == self ? t : NULL;
+}
+
 /* The PyThreadState of the calling thread, whose pthread_self() is self, or NULL (none, or the
  * interpreter is finalizing); fam: the layout family (above). Inline: it runs on every event. */
 static inline const uint8_t *
@@ -98,14 +112,8 @@ mp_pyframes_tstate_fam(uintptr_t self, int fam) {
     const uint8_t *rt = mp_pyenv.runtime;
     const uint8_t *t = NULL;
     if (mp_pyfam_gil_holder(fam)) {
-        /* <= 3.11: the thread holding the GIL, which is not necessarily us. When it is us, the
-         * state is live whatever finalization does: finalization frees other threads' states,
-         * and runs with the GIL held by the finalizing thread, so a thread that finds itself the
-         * GIL holder while finalizing is set is the finalizing one (what the check below lets
-         * through). No load of finalizing, then, on the path nearly every event takes. */
-        t = __atomic_load_n((const uint8_t *const *)(rt + L->rt_tstate_current), __ATOMIC_RELAXED);
-        if (t && (uintptr_t)mp_ldp(t, L->ts_thread_id) == self) return t;
-        t = NULL;
+        t = mp_pyframes_tstate_held(self, fam);
+        if (t) return t;
     }
     /* Finalization frees other threads' states (daemon threads), whose TSS still points to them:
      * checked before the TSS is read, python-frames.md 9.1; the residual check-then-use race is
