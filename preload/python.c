@@ -152,41 +152,12 @@ dom_allocator(const domain_t *d, int dom) {
         if (MP_UNLIKELY(id == 0)) return slow_free_##sfx(t, a, p);                                 \
         return mp_capture_py_free_push(t, a, p, id);                                               \
     }
-FAST_FNS(38, MP_PYFAM_38)
-FAST_FNS(39, MP_PYFAM_39)
-FAST_FNS(310, MP_PYFAM_310)
-FAST_FNS(311, MP_PYFAM_311)
-FAST_FNS(312, MP_PYFAM_312)
-FAST_FNS(313, MP_PYFAM_313)
-#undef FAST_FNS
-#define FAST_SWITCH(fn, ...)                                                                       \
-    switch (fam) {                                                                                 \
-        case MP_PYFAM_38:                                                                          \
-            return fn##_38(__VA_ARGS__);                                                           \
-        case MP_PYFAM_39:                                                                          \
-            return fn##_39(__VA_ARGS__);                                                           \
-        case MP_PYFAM_310:                                                                         \
-            return fn##_310(__VA_ARGS__);                                                          \
-        case MP_PYFAM_311:                                                                         \
-            return fn##_311(__VA_ARGS__);                                                          \
-        case MP_PYFAM_312:                                                                         \
-            return fn##_312(__VA_ARGS__);                                                          \
-        default:                                                                                   \
-            return fn##_313(__VA_ARGS__);                                                          \
-    }
-/* fam: a constant, not MP_PYFAM_ANY. */
-static MP_ALWAYS_INLINE void *
-fast_alloc(int fam, mp_thread_t *t, unsigned a, void *p, size_t n) {
-    FAST_SWITCH(fast_alloc, t, a, p, n)
-}
-static MP_ALWAYS_INLINE uint32_t
-fast_free(int fam, mp_thread_t *t, unsigned a, void *p) {
-    FAST_SWITCH(fast_free, t, a, p)
-}
-#undef FAST_SWITCH
+/* The hook templates below take the family's pair (FAST_FNS, instantiated by HOOKS). */
+typedef void *(*fast_alloc_fn)(mp_thread_t *t, unsigned a, void *p, size_t n);
+typedef uint32_t (*fast_free_fn)(mp_thread_t *t, unsigned a, void *p);
 
 static MP_ALWAYS_INLINE void *
-hook_malloc_t(void *ctx, size_t n, int fam, int dom) {
+hook_malloc_t(void *ctx, size_t n, int fam, int dom, fast_alloc_fn fa) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
     if (!fast(t, fam)) return hook_malloc_gen(ctx, n, fam);
@@ -196,7 +167,7 @@ hook_malloc_t(void *ctx, size_t n, int fam, int dom) {
         t->guard = 0;
         return p;
     }
-    return fast_alloc(fam, t, dom_allocator(d, dom), p, n);
+    return fa(t, dom_allocator(d, dom), p, n);
 }
 
 static MP_NOINLINE void *
@@ -214,7 +185,7 @@ hook_calloc_gen(void *ctx, size_t n, size_t m, int fam) {
 }
 
 static MP_ALWAYS_INLINE void *
-hook_calloc_t(void *ctx, size_t n, size_t m, int fam) {
+hook_calloc_t(void *ctx, size_t n, size_t m, int fam, fast_alloc_fn fa) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
     size_t total;
@@ -226,7 +197,7 @@ hook_calloc_t(void *ctx, size_t n, size_t m, int fam) {
         t->guard = 0;
         return p;
     }
-    return fast_alloc(fam, t, d->allocator, p, total);
+    return fa(t, d->allocator, p, total);
 }
 
 static MP_NOINLINE void *
@@ -249,7 +220,7 @@ hook_realloc_gen(void *ctx, void *p, size_t n, int fam) {
  * without freeing, a REALLOC_FAIL) with the same stack, found once; of NULL (a list's first
  * append, say), an ALLOC. */
 static MP_ALWAYS_INLINE void *
-hook_realloc_t(void *ctx, void *p, size_t n, int fam) {
+hook_realloc_t(void *ctx, void *p, size_t n, int fam, fast_alloc_fn fa, fast_free_fn ff) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
     if (!fast(t, fam)) return hook_realloc_gen(ctx, p, n, fam);
@@ -261,9 +232,9 @@ hook_realloc_t(void *ctx, void *p, size_t n, int fam) {
             t->guard = 0;
             return q;
         }
-        return fast_alloc(fam, t, a, q, n);
+        return fa(t, a, q, n);
     }
-    uint32_t stack = fast_free(fam, t, a, p);
+    uint32_t stack = ff(t, a, p);
     void *q = d->orig.realloc(d->orig.ctx, p, n);
     if (q)
         mp_capture_py_push(t, MP_EV_ALLOC, a, q, n, stack);
@@ -299,7 +270,7 @@ hook_free_gen(void *ctx, void *p, int fam) {
 }
 
 static MP_ALWAYS_INLINE void
-hook_free_t(void *ctx, void *p, int fam, int dom) {
+hook_free_t(void *ctx, void *p, int fam, int dom, fast_free_fn ff) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
     code_freed(d, p, dom);
@@ -308,7 +279,7 @@ hook_free_t(void *ctx, void *p, int fam, int dom) {
         return;
     }
     t->guard = 1;
-    fast_free(fam, t, dom_allocator(d, dom), p);
+    ff(t, dom_allocator(d, dom), p);
     d->orig.free(d->orig.ctx, p);
     t->guard = 0;
 }
@@ -324,36 +295,37 @@ typedef struct hook_set_s {
 
 #define HOOKS_DOM(sfx, fam, dom)                                                                   \
     static MP_FLATTEN void *hook_malloc_##sfx##_##dom(void *ctx, size_t n) {                       \
-        return hook_malloc_t(ctx, n, fam, dom);                                                    \
+        return hook_malloc_t(ctx, n, fam, dom, fast_alloc_##sfx);                                  \
     }                                                                                              \
     static MP_FLATTEN void hook_free_##sfx##_##dom(void *ctx, void *p) {                           \
-        hook_free_t(ctx, p, fam, dom);                                                             \
+        hook_free_t(ctx, p, fam, dom, fast_free_##sfx);                                            \
     }
 #define HOOKS(sfx, fam)                                                                            \
+    FAST_FNS(sfx, fam)                                                                             \
     HOOKS_DOM(sfx, fam, 0)                                                                         \
     HOOKS_DOM(sfx, fam, 1)                                                                         \
     HOOKS_DOM(sfx, fam, 2)                                                                         \
     static MP_FLATTEN void *hook_calloc_##sfx(void *ctx, size_t n, size_t m) {                     \
-        return hook_calloc_t(ctx, n, m, fam);                                                      \
+        return hook_calloc_t(ctx, n, m, fam, fast_alloc_##sfx);                                    \
     }                                                                                              \
     static MP_FLATTEN void *hook_realloc_##sfx(void *ctx, void *p, size_t n) {                     \
-        return hook_realloc_t(ctx, p, n, fam);                                                     \
+        return hook_realloc_t(ctx, p, n, fam, fast_alloc_##sfx, fast_free_##sfx);                  \
     }
 static MP_FLATTEN void *
 hook_malloc_any(void *ctx, size_t n) {
-    return hook_malloc_t(ctx, n, MP_PYFAM_ANY, -1);
+    return hook_malloc_t(ctx, n, MP_PYFAM_ANY, -1, NULL);
 }
 static MP_FLATTEN void
 hook_free_any(void *ctx, void *p) {
-    hook_free_t(ctx, p, MP_PYFAM_ANY, -1);
+    hook_free_t(ctx, p, MP_PYFAM_ANY, -1, NULL);
 }
 static MP_FLATTEN void *
 hook_calloc_any(void *ctx, size_t n, size_t m) {
-    return hook_calloc_t(ctx, n, m, MP_PYFAM_ANY);
+    return hook_calloc_t(ctx, n, m, MP_PYFAM_ANY, NULL);
 }
 static MP_FLATTEN void *
 hook_realloc_any(void *ctx, void *p, size_t n) {
-    return hook_realloc_t(ctx, p, n, MP_PYFAM_ANY);
+    return hook_realloc_t(ctx, p, n, MP_PYFAM_ANY, NULL, NULL);
 }
 HOOKS(38, MP_PYFAM_38)
 HOOKS(39, MP_PYFAM_39)
@@ -363,6 +335,7 @@ HOOKS(312, MP_PYFAM_312)
 HOOKS(313, MP_PYFAM_313)
 #undef HOOKS
 #undef HOOKS_DOM
+#undef FAST_FNS
 
 #define SET(sfx)                                                                                   \
     {                                                                                              \
