@@ -133,7 +133,7 @@ mp_ring_puts_stack(unsigned kind, int same) {
 static inline int
 mp_ring_short_fits(const mp_ring_t *r, unsigned kind, uint64_t seq, uint64_t d, uint64_t size,
                    uint32_t stack, int same, uint64_t *z) {
-    *z = (uint64_t)((int64_t)d >> 4) << 1 ^ (uint64_t)((int64_t)d >> 63); /* zigzag */
+    *z = mp_zigzag((int64_t)d >> 4); /* in 16-byte units */
     uint64_t longer = (seq - r->last_seq - 1) | (d & 15) | *z >> 23;
     if (kind == MP_EV_ALLOC) longer |= size >> 16;
     if (mp_ring_puts_stack(kind, same)) longer |= stack >> 24;
@@ -287,7 +287,7 @@ mp_ring_push_short(mp_ring_t *r, unsigned kind, unsigned allocator, const uint64
         __builtin_expect(__atomic_load_n(seqs, __ATOMIC_RELAXED) != r->seq_end, 0))
         return 0;
     uint64_t d = ptr - r->last_ptr;
-    uint64_t z = (uint64_t)((int64_t)d >> 4) << 1 ^ (uint64_t)((int64_t)d >> 63); /* zigzag */
+    uint64_t z = mp_zigzag((int64_t)d >> 4); /* as mp_ring_short_fits */
     /* The stack's 24 bits tested whether it is written or not: a stack id of 2^24 or more takes
      * the long form also when it is the previous one (which was then written in that form). */
     uint64_t longer = (d & 15) | z >> 23 | stack >> 24;
