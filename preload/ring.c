@@ -142,6 +142,14 @@ mp_ring_seq_slow(mp_ring_t *r, uint64_t *seqs) {
     return base;
 }
 
+/* The short form against the other base, its zigzagged delta z given (FORMAT.md 5.12: bit 23 of
+ * the ptr field selects that base). */
+static inline size_t
+put_other(uint8_t *p, unsigned kind, unsigned allocator, uint64_t z, uint64_t size, int same,
+          uint32_t stack) {
+    return mp_ring_put_short(p, kind, allocator, (uint32_t)z | 1u << 23, size, same, stack);
+}
+
 size_t
 mp_ring_encode_long(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned allocator, uint64_t seq,
                     uint64_t ptr, uint64_t size, uint32_t stack) {
@@ -152,7 +160,7 @@ mp_ring_encode_long(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned allocator,
     uint64_t z;
     size_t n;
     if (mp_ring_short_fits(r, kind, seq, ptr - r->last_ptr2, size, stack, same, &z)) {
-        n = mp_ring_put_short(p, kind, allocator, (uint32_t)z | 1u << 23, size, same, stack);
+        n = put_other(p, kind, allocator, z, size, same, stack);
     } else {
         uint8_t *q = p;
         *q++ = (uint8_t)(allocator << 3 | (unsigned)same << 2 | kind);
@@ -166,6 +174,26 @@ mp_ring_encode_long(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned allocator,
     r->last_ptr2 = r->last_ptr;
     mp_ring_advance(r, kind, seq, ptr, size, same, stack);
     return n;
+}
+
+int
+mp_ring_push_other(mp_ring_t *r, unsigned kind, unsigned allocator, const uint64_t *seqs,
+                   uint64_t ptr, uint64_t size, uint32_t stack) {
+    uint64_t h = r->head;
+    if (h > r->limit || mp_load_relaxed(seqs) != r->seq_end) return 0;
+    /* What mp_ring_encode would write: the short form against the previous pointer if it fits
+     * (then not here), else against the other base (mp_ring_encode_long's first case). */
+    uint64_t seq = r->last_seq + 1, z;
+    int same = mp_ring_same_stack(r, kind, stack);
+    if (mp_ring_short_fits(r, kind, seq, ptr - r->last_ptr, size, stack, same, &z) ||
+        !mp_ring_short_fits(r, kind, seq, ptr - r->last_ptr2, size, stack, same, &z))
+        return 0;
+    size_t n = put_other((uint8_t *)(r->wbase + h), kind, allocator, z, size, same, stack);
+    r->last_ptr2 = r->last_ptr;
+    mp_ring_advance(r, kind, seq, ptr, size, same, stack);
+    /* Release: as mp_ring_push. */
+    mp_store_release(&r->head, h + n);
+    return 1;
 }
 
 int

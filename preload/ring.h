@@ -301,6 +301,14 @@ mp_ring_push_short(mp_ring_t *r, unsigned kind, unsigned allocator, const uint64
     return 1;
 }
 
+/* The same for an event whose pointer mp_ring_push_short found too far from the previous one, or
+ * not 16 bytes from it (ring.c): the short form against the other base, where a thread's pointers
+ * alternate between pymalloc's arenas and the malloc heap (mp_ring_encode_long's first case, some
+ * 13% of the events of scripts/bench_py/mix.py), without mp_ring_push's generic encoding; 0 and
+ * nothing written otherwise (the caller then takes mp_ring_push). */
+int mp_ring_push_other(mp_ring_t *r, unsigned kind, unsigned allocator, const uint64_t *seqs,
+                       uint64_t ptr, uint64_t size, uint32_t stack);
+
 /* Producer: post a note at the current head (waiting while every note is taken, unless *abandon
  * is set: then -1 and nothing is posted). 0 when posted. */
 int mp_ring_note(mp_ring_t *r, const mp_ring_note_t *note, const int *abandon);

@@ -689,20 +689,26 @@ Test(ring, fast_path_only_where_safe_and_nearly_always, .timeout = 30) {
                  (unsigned long long)fast, (unsigned long long)n);
 }
 
-/* The Python fast path's push (mp_ring_push_short, else mp_ring_push) writes byte for byte what
- * mp_ring_push alone writes, with the same delta state and counters, and takes most events
- * itself: ALLOCs and FREEs with consecutive numbers, near and far pointers, small and large sizes,
- * stacks repeated or not, below 2^24 and above (which it leaves to mp_ring_push). */
+/* The Python fast path's push (mp_ring_push_short, else mp_ring_push_other, else mp_ring_push)
+ * writes byte for byte what mp_ring_push alone writes, with the same delta state and counters,
+ * and takes most events itself: ALLOCs and FREEs with consecutive numbers, pointers in two
+ * regions (an event in the other region than the previous one's is near the other base) and
+ * anywhere, small and large sizes, stacks repeated or not, below 2^24 and above (which the short
+ * push leaves to the others). */
 Test(ring, short_push_writes_what_push_writes, .timeout = 30) {
     fresh();
     mp_ring_t *a = mp_ring_claim(), *b = mp_ring_claim();
     cr_assert(a && b && a != b);
-    uint64_t seqs_a = 100, seqs_b = 100, shorts = 0, n = 0, big = 0;
+    uint64_t seqs_a = 100, seqs_b = 100, shorts = 0, others = 0, n = 0, big = 0;
     uint32_t stack = 1;
     for (uint64_t i = 0; a->head < CAP / 2; i++, n++) {
         uint64_t x = mix(i), y = mix(x);
         unsigned kind = x & 1 ? MP_EV_ALLOC : MP_EV_FREE, allocator = (unsigned)(x >> 1) % 13;
-        uint64_t ptr = (x >> 4) % 10 ? 0x7f0000000000ull + ((y & 0xfffff) << 4) : y;
+        /* Two regions (pymalloc's arenas and the malloc heap, say), and now and then anywhere. */
+        unsigned where = (unsigned)(x >> 4) % 10;
+        uint64_t ptr = where < 7   ? 0x7f0000000000ull + ((y & 0xfffff) << 4)
+                       : where < 9 ? 0x550000000000ull + ((y >> 24 & 0xfffff) << 4)
+                                   : y;
         uint64_t size = (x >> 8) % 20 ? (y >> 40) & 0xffff : (y >> 40) & 0xffffff;
         if ((x >> 16) % 3 == 0) stack = (x >> 20) % 50 ? (uint32_t)(y % 5000) + 1 : 1u << 24 | 5;
         big += stack >> 24 != 0;
@@ -711,6 +717,10 @@ Test(ring, short_push_writes_what_push_writes, .timeout = 30) {
         if (mp_ring_push_short(b, kind, allocator, &seqs_b, ptr, size, stack)) {
             shorts++;
             cr_assert_eq(stack >> 24, 0, "event %llu: a stack of 2^24 or more in the short push",
+                         (unsigned long long)i);
+        } else if (mp_ring_push_other(b, kind, allocator, &seqs_b, ptr, size, stack)) {
+            others++;
+            cr_assert_eq(b->bytes[h] & 0x80, 0x80, "event %llu: not the short form",
                          (unsigned long long)i);
         } else {
             cr_assert_eq(mp_ring_push(b, kind, allocator, &seqs_b, ptr, size, stack, &alone), 0);
@@ -727,11 +737,17 @@ Test(ring, short_push_writes_what_push_writes, .timeout = 30) {
     cr_assert_eq(a->alloc_bytes, b->alloc_bytes);
     for (int k = 0; k < 3; k++) cr_assert_eq(a->count[k], b->count[k], "count[%d]", k);
     cr_assert_eq(seqs_a, seqs_b);
-    cr_log_info("short push: %llu of %llu events (%llu with big stacks)",
-                (unsigned long long)shorts, (unsigned long long)n, (unsigned long long)big);
+    cr_log_info("short push: %llu of %llu events, against the other base %llu (%llu with big "
+                "stacks)",
+                (unsigned long long)shorts, (unsigned long long)n, (unsigned long long)others,
+                (unsigned long long)big);
     cr_assert_gt(big, 0);
-    cr_assert_gt(shorts, n / 2, "the short push took %llu of %llu events",
+    cr_assert_gt(others, n / 10, "the other base's push took %llu of %llu events",
+                 (unsigned long long)others, (unsigned long long)n);
+    cr_assert_gt(shorts, n / 3, "the short push took %llu of %llu events",
                  (unsigned long long)shorts, (unsigned long long)n);
+    cr_assert_gt(shorts + others, n / 3 * 2, "the two short pushes took %llu of %llu events",
+                 (unsigned long long)(shorts + others), (unsigned long long)n);
 }
 
 Test(ring, a_drained_ring_never_kicks_the_writer, .timeout = 30) {
