@@ -149,7 +149,7 @@ pushed(mp_thread_t *t, mp_ring_t *r) {
 #define MEMO_SETS (1u << MEMO_BITS)
 #define MEMO_WAYS 4u
 #define HOT_BITS 11u       /* sets of hot entries */
-#define HOT_WAYS 2u        /* entries per set */
+#define HOT_WAYS 4u        /* entries per set */
 #define HOT_WORDS 6u       /* key words in a hot entry's line; the rest of its key in the log */
 #define HOT_KEY_WORDS 128u /* longest key a hot entry holds; deeper stacks use the memo alone */
 #define KEY_MAX 128u       /* frames; deeper chains are walked every time */
@@ -173,14 +173,21 @@ _Static_assert(sizeof(memo_way_t) == 128, "a way is two cache lines");
  * by a zero word), its generation and id, copied from the memo way that served it: what
  * python_stack_id reads on nearly every event, in one cache line.
  *
- * Two per set, indexed by the innermost frame's key words. With one, two sites whose
+ * Four per set, indexed by the innermost frame's key words. With one, two sites whose
  * instruction addresses happened to share an index evicted each other on every event when a
  * loop alternated between them: on scripts/bench_py/churn.py, 0.7 to 1.4 million of 19 million
  * events missed (by how the run's addresses fell), each costing a memo lookup of some hundred
- * instructions. The second way also keeps a function's second caller (mix.py: 0.5 million
- * misses of the same frame reached from another line). A fill goes into the first entry, the
- * one checked inline, and moves the entry it replaces to the second; a hit in the second swaps
- * the two when it repeats the thread's last stack (hot_second).
+ * instructions. The other ways also keep a function's other callers: with two, mix.py's
+ * random.Random._randbelow, reached from three lines in turn (two randrange calls and choice),
+ * sent 0.33 million of its 20 million events through the memo lookup and a refill, some 550
+ * instructions and a few cache misses of cold code each. A fill goes into the first entry, the
+ * one checked inline, and moves the others one place down; a hit in another moves to the front
+ * when it repeats the thread's last stack (hot_others).
+ *
+ * Stored way by way ([way][set]): the first entries, which nearly every event reads, lie 64 bytes
+ * apart, spread over every set of the L1 cache; with a set's entries side by side they lay 128
+ * (two ways) or 256 bytes apart, over a half or a quarter of them, and churn.py's hot check
+ * missed the simulated 32 KiB 8-way L1 0.7 million times more (cachegrind, 200000).
  *
  * 2048 sets. With 256, the sites of a loop still shared sets often enough to be a lottery drawn
  * at every run (by where the code objects fell): churn.py's events cost memprof 134.4 to 160.0
@@ -212,7 +219,7 @@ _Static_assert(sizeof(hot_t) == 64, "a hot entry is one cache line");
  * which may be small; a thread never re-enters capture: its guard, capture.h). */
 typedef struct memo_area_s {
     memo_way_t way[MEMO_SETS][MEMO_WAYS]; /* [0] filled most recently */
-    hot_t hot[1u << HOT_BITS][HOT_WAYS];  /* by the innermost frame's hash (python_stack_id) */
+    hot_t hot[HOT_WAYS][1u << HOT_BITS];  /* [way][set], set by the innermost frame's hash */
     uint64_t key[2 * KEY_MAX];
     uint64_t scratch[MP_PY_DEPTH];
     uint8_t ends[MEMO_SETS * MEMO_WAYS][MP_PY_DEPTH]; /* a way's splice bits, by its store */
@@ -267,7 +274,7 @@ log_sweep(memo_area_t *a) {
         }
     for (uint32_t i = 0; i < (1u << HOT_BITS); i++)
         for (uint32_t w = 0; w < HOT_WAYS; w++) {
-            hot_t *h = &a->hot[i][w];
+            hot_t *h = &a->hot[w][i];
             if (h->n * kw > HOT_WORDS && !log_holds(a, h->deep)) h->n = 0, h->key[0] = 0;
         }
 }
@@ -345,7 +352,7 @@ hot_copy(uint64_t *dst, const uint64_t *src, uint32_t n, uint64_t keep) {
 }
 
 /* Copy way e (found or filled for this event's key) into the first entry of hot set i; the
- * entry there moves to the second, whose entry is dropped. A key longer than HOT_KEY_WORDS
+ * entries there move one place down, and the last one's is dropped. A key longer than HOT_KEY_WORDS
  * fills nothing, nor does a stack whose owner bytes matter (memo_way_t.owner_free): a hot
  * entry's words are the key's without them (pyframes.h, mp_pykey_hot). */
 static MP_NOINLINE void
@@ -353,9 +360,8 @@ hot_fill(memo_area_t *a, uint32_t i, const memo_way_t *e) {
     uint32_t nw = e->n * mp_pykey_words();
     if (nw > HOT_KEY_WORDS) return; /* too deep for a hot entry */
     if (!e->owner_free) return;
-    hot_t *set = a->hot[i];
-    set[1] = set[0];
-    hot_t *h = &set[0];
+    for (uint32_t w = HOT_WAYS - 1; w > 0; w--) a->hot[w][i] = a->hot[w - 1][i];
+    hot_t *h = &a->hot[0][i];
     /* The way's key is e->key[0 .. KEY_WORDS) then its log entry; the hot entry's, h->key[0 ..
      * HOT_WORDS) then a log entry of its own, ended by a zero word (HOT_WORDS < KEY_WORDS): three
      * copies, not a test per word (at start-up, where import stacks are 20-40 frames deep, this
@@ -428,13 +434,12 @@ hot_matches(const memo_area_t *a, const hot_t *h, uint64_t w0, uint64_t w1, uint
     return *k == 0;
 }
 
-/* Swap the two entries of hot set i. */
+/* Move entry w of hot set i to the front, the ones before it one place down. */
 static void
-hot_swap(memo_area_t *a, uint32_t i) {
-    hot_t *set = a->hot[i];
-    hot_t first = set[0];
-    set[0] = set[1];
-    set[1] = first;
+hot_to_front(memo_area_t *a, uint32_t i, uint32_t w) {
+    hot_t e = a->hot[w][i];
+    for (; w > 0; w--) a->hot[w][i] = a->hot[w - 1][i];
+    a->hot[0][i] = e;
 }
 
 /* The key words of ts's innermost frame (w0, and w1 for frame objects: *nw of them, pyframes.h;
@@ -457,15 +462,15 @@ innermost_key(const uint8_t *ts, int fam, int entry, uint64_t *w0, uint64_t *w1,
     return 1;
 }
 
-/* The second entry of hot set i, out of line, rebuilding the innermost frame's key words from ts
- * (the first entry serves most events: inlined into the fast path, or called with those words,
+/* The other entries of hot set i, out of line, rebuilding the innermost frame's key words from
+ * ts (the first entry serves most events: inlined into the fast path, or called with those words,
  * this check made every event 6 to 9 instructions longer under cachegrind, more values staying
  * live in it); 0: no match. prev: the stack of the thread's last event. A match that
- * repeats it swaps the two entries, so that the first check serves it again: filled once after
+ * repeats it moves to the front, so that the first check serves it again: filled once after
  * it, a rarely used stack would otherwise send every later event of a hot one here. One that
- * does not (a loop alternating between the two) leaves them: a swap per event would send both. */
+ * does not (a loop alternating between them) stays: a move per event would send them all. */
 static MP_NOINLINE uint32_t
-hot_second(memo_area_t *a, const uint8_t *ts, uint32_t i, uint32_t gen, int fam, int native,
+hot_others(memo_area_t *a, const uint8_t *ts, uint32_t i, uint32_t gen, int fam, int native,
            uint32_t prev) {
     /* The innermost frame's key words again: fewer values live across the call in the hooks. */
     const int entry = mp_pykey_entry(native);
@@ -473,11 +478,14 @@ hot_second(memo_area_t *a, const uint8_t *ts, uint32_t i, uint32_t gen, int fam,
     uint32_t nw;
     const uint8_t *next;
     if (!innermost_key(ts, fam, entry, &w0, &w1, &nw, &next)) return 0;
-    const hot_t *h = &a->hot[i][1];
-    if (!hot_matches(a, h, w0, w1, nw, next, entry, gen, fam)) return 0;
-    uint32_t id = h->id;
-    if (id == prev) hot_swap(a, i);
-    return id;
+    for (uint32_t w = 1; w < HOT_WAYS; w++) {
+        const hot_t *h = &a->hot[w][i];
+        if (!hot_matches(a, h, w0, w1, nw, next, entry, gen, fam)) continue;
+        uint32_t id = h->id;
+        if (id == prev) hot_to_front(a, i, w);
+        return id;
+    }
+    return 0;
 }
 
 /* No hot set: the thread runs no Python frame (hot_first). */
@@ -496,7 +504,7 @@ hot_first(const memo_area_t *a, const uint8_t *ts, int fam, int entry, uint32_t 
     if (!innermost_key(ts, fam, entry, &w0, &w1, &nw, &next)) return 0;
     uint32_t i = (uint32_t)(((w0 ^ w1) * 0x9e3779b97f4a7c15ull) >> (64 - HOT_BITS));
     *set = i;
-    const hot_t *h = &a->hot[i][0];
+    const hot_t *h = &a->hot[0][i];
     return hot_matches(a, h, w0, w1, nw, next, entry, gen, fam) ? h->id : 0;
 }
 
@@ -543,9 +551,9 @@ tstate_tls_miss(void) {
  * First the hot entry of the innermost frame's key words (its code and position): the stack last
  * served there, its key kept whole in the entry's cache line (or past it, in the log, for deep
  * chains), checked frame by frame against the chain with nothing stored. That is about half the
- * work of building the key, hashing it and comparing, and one cache line. Then the set's second
- * entry. Only when neither is right (another caller, a third site sharing the set, or a code
- * object freed since) does the memo lookup run; it refills one of them. Any entry is a safe
+ * work of building the key, hashing it and comparing, and one cache line. Then the set's other
+ * entries. Only when none is right (another caller, another site sharing the set, or a code
+ * object freed since) does the memo lookup run; it refills the first. Any entry is a safe
  * guess: the check compares every frame, the length and the generation, and an entry's key and
  * id are copied together, so they always belong together. */
 static MP_ALWAYS_INLINE uint32_t
@@ -571,7 +579,7 @@ python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
     uint32_t i, id = hot_first(a, ts, fam, entry, gen, &i);
     if (MP_LIKELY(id != 0)) return id;
     if (i == HOT_NONE) return 0;
-    id = hot_second(a, ts, i, gen, fam, native, r->last_stack);
+    id = hot_others(a, ts, i, gen, fam, native, r->last_stack);
     if (id != 0) return id;
     const memo_way_t *e = memo_lookup(a, ts, gen);
     if (!e) return 0;
