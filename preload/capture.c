@@ -780,6 +780,7 @@ free_push_long(mp_thread_t *t, unsigned allocator, const void *ptr, uint32_t sta
     return stack;
 }
 
+MP_HOT_TEXT("push")
 void *
 mp_capture_py_alloc_push(mp_thread_t *t, unsigned allocator, void *ptr, size_t size,
                          uint32_t stack) {
@@ -790,6 +791,7 @@ mp_capture_py_alloc_push(mp_thread_t *t, unsigned allocator, void *ptr, size_t s
     return ptr;
 }
 
+MP_HOT_TEXT("push")
 uint32_t
 mp_capture_py_free_push(mp_thread_t *t, unsigned allocator, const void *ptr, uint32_t stack) {
     if (MP_UNLIKELY(!mp_ring_push_short(t->ring, MP_EV_FREE, allocator, &mp_seq,

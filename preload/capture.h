@@ -107,9 +107,10 @@ void *mp_capture_py_alloc_push(mp_thread_t *t, unsigned allocator, void *ptr, si
                                uint32_t stack) __attribute__((noinline));
 uint32_t mp_capture_py_free_push(mp_thread_t *t, unsigned allocator, const void *ptr,
                                  uint32_t stack) __attribute__((noinline));
-/* On the fast path, an event with its stack known (the second event of a realloc). */
+/* On the fast path, an event with its stack known (a failed realloc's REALLOC_FAIL; its ALLOC
+ * goes through mp_capture_py_alloc_push): out of line, as it is rare. */
 void mp_capture_py_push(const mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
-                        size_t size, uint32_t stack);
+                        size_t size, uint32_t stack) __attribute__((noinline));
 /* After a realloc of p (NULL: it allocates) returned q, p's FREE having been recorded before the
  * call by mp_capture_event, which returned stack: q's ALLOC, or, when the call failed and p is
  * still the caller's (kept), a REALLOC_FAIL. Reuses stack rather than walking again (unless the

@@ -141,13 +141,14 @@ dom_allocator(const domain_t *d, int dom) {
     static MP_NOINLINE MP_FLATTEN uint32_t slow_free_##sfx(mp_thread_t *t, unsigned a, void *p) {  \
         return mp_capture_py_fast(t, MP_EV_FREE, a, p, 0, fam);                                    \
     }                                                                                              \
-    static MP_NOINLINE MP_FLATTEN void *fast_alloc_##sfx(mp_thread_t *t, unsigned a, void *p,      \
-                                                         size_t n) {                               \
+    static MP_NOINLINE MP_FLATTEN MP_HOT_TEXT(#sfx) void *fast_alloc_##sfx(                        \
+        mp_thread_t *t, unsigned a, void *p, size_t n) {                                           \
         uint32_t id = mp_capture_py_hot(t, fam);                                                   \
         if (MP_UNLIKELY(id == 0)) return slow_alloc_##sfx(t, a, p, n);                             \
         return mp_capture_py_alloc_push(t, a, p, n, id);                                           \
     }                                                                                              \
-    static MP_NOINLINE MP_FLATTEN uint32_t fast_free_##sfx(mp_thread_t *t, unsigned a, void *p) {  \
+    static MP_NOINLINE MP_FLATTEN MP_HOT_TEXT(#sfx)                                                \
+        uint32_t fast_free_##sfx(mp_thread_t *t, unsigned a, void *p) {                            \
         uint32_t id = mp_capture_py_hot(t, fam);                                                   \
         if (MP_UNLIKELY(id == 0)) return slow_free_##sfx(t, a, p);                                 \
         return mp_capture_py_free_push(t, a, p, id);                                               \
@@ -236,10 +237,10 @@ hook_realloc_t(void *ctx, void *p, size_t n, int fam, fast_alloc_fn fa, fast_fre
     }
     uint32_t stack = ff(t, a, p);
     void *q = d->orig.realloc(d->orig.ctx, p, n);
-    if (q)
-        mp_capture_py_push(t, MP_EV_ALLOC, a, q, n, stack);
-    else
-        mp_capture_py_push(t, MP_EV_REALLOC_FAIL, a, p, 0, stack);
+    /* The ALLOC through the fast ALLOC's push (no copy of the encoder here: python-frames.md
+     * 8.4), which ends the guard. */
+    if (MP_LIKELY(q != NULL)) return mp_capture_py_alloc_push(t, a, q, n, stack);
+    mp_capture_py_push(t, MP_EV_REALLOC_FAIL, a, p, 0, stack);
     t->guard = 0;
     return q;
 }
@@ -294,10 +295,10 @@ typedef struct hook_set_s {
 } hook_set_t;
 
 #define HOOKS_DOM(sfx, fam, dom)                                                                   \
-    static MP_FLATTEN void *hook_malloc_##sfx##_##dom(void *ctx, size_t n) {                       \
+    static MP_FLATTEN MP_HOT_TEXT(#sfx) void *hook_malloc_##sfx##_##dom(void *ctx, size_t n) {     \
         return hook_malloc_t(ctx, n, fam, dom, fast_alloc_##sfx);                                  \
     }                                                                                              \
-    static MP_FLATTEN void hook_free_##sfx##_##dom(void *ctx, void *p) {                           \
+    static MP_FLATTEN MP_HOT_TEXT(#sfx) void hook_free_##sfx##_##dom(void *ctx, void *p) {         \
         hook_free_t(ctx, p, fam, dom, fast_free_##sfx);                                            \
     }
 #define HOOKS(sfx, fam)                                                                            \
@@ -305,10 +306,10 @@ typedef struct hook_set_s {
     HOOKS_DOM(sfx, fam, 0)                                                                         \
     HOOKS_DOM(sfx, fam, 1)                                                                         \
     HOOKS_DOM(sfx, fam, 2)                                                                         \
-    static MP_FLATTEN void *hook_calloc_##sfx(void *ctx, size_t n, size_t m) {                     \
+    static MP_FLATTEN MP_HOT_TEXT(#sfx) void *hook_calloc_##sfx(void *ctx, size_t n, size_t m) {   \
         return hook_calloc_t(ctx, n, m, fam, fast_alloc_##sfx);                                    \
     }                                                                                              \
-    static MP_FLATTEN void *hook_realloc_##sfx(void *ctx, void *p, size_t n) {                     \
+    static MP_FLATTEN MP_HOT_TEXT(#sfx) void *hook_realloc_##sfx(void *ctx, void *p, size_t n) {   \
         return hook_realloc_t(ctx, p, n, fam, fast_alloc_##sfx, fast_free_##sfx);                  \
     }
 static MP_FLATTEN void *
