@@ -211,7 +211,8 @@ _Static_assert(sizeof(hot_t) == 64, "a hot entry is one cache line");
  * this VM zeroing a fresh huge page costs ~0.3 ms in one run and ~8 ms in the next (the host
  * backs the guest's page on first touch): scripts/bench_py/threads.py spent 0 or 52 ms of its main
  * thread's time in clear_page_erms, half the runs each way (perf, 8 runs). With the log the memo
- * is 1.5 MiB in small pages, and `python -c pass` starts ~3 ms sooner (60 paired runs). A way or
+ * was 1.5 MiB in small pages (1.75 MiB since hot sets have four entries), and `python -c pass`
+ * started ~3 ms sooner (60 paired runs). A way or
  * hot entry whose log words were overwritten no longer matches, and is filled again if its stack
  * comes back: a deep program whose working set of stacks outgrows the log refills more often. */
 
