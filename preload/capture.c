@@ -511,26 +511,20 @@ hot_others_any(memo_area_t *a, const uint8_t *ts, uint32_t i, uint32_t gen, int 
     return hot_others_t(a, ts, i, gen, MP_PYFAM_ANY, native, prev);
 }
 
-/* The copy of hot_others_t for fam (a constant where it is inlined). */
+/* The copy of hot_others_t for fam: where fam is a constant, the load from this table folds
+ * into a direct call. */
+typedef uint32_t (*hot_others_fn)(memo_area_t *a, const uint8_t *ts, uint32_t i, uint32_t gen,
+                                  int native, uint32_t prev);
+static const hot_others_fn hot_others_of[MP_PYFAM_COUNT] = {
+    [MP_PYFAM_ANY] = hot_others_any, [MP_PYFAM_38] = hot_others_38,
+    [MP_PYFAM_39] = hot_others_39,   [MP_PYFAM_310] = hot_others_310,
+    [MP_PYFAM_311] = hot_others_311, [MP_PYFAM_312] = hot_others_312,
+    [MP_PYFAM_313] = hot_others_313,
+};
 static MP_ALWAYS_INLINE uint32_t
 hot_others(memo_area_t *a, const uint8_t *ts, uint32_t i, uint32_t gen, int fam, int native,
            uint32_t prev) {
-    switch (fam) {
-        case MP_PYFAM_38:
-            return hot_others_38(a, ts, i, gen, native, prev);
-        case MP_PYFAM_39:
-            return hot_others_39(a, ts, i, gen, native, prev);
-        case MP_PYFAM_310:
-            return hot_others_310(a, ts, i, gen, native, prev);
-        case MP_PYFAM_311:
-            return hot_others_311(a, ts, i, gen, native, prev);
-        case MP_PYFAM_312:
-            return hot_others_312(a, ts, i, gen, native, prev);
-        case MP_PYFAM_313:
-            return hot_others_313(a, ts, i, gen, native, prev);
-        default:
-            return hot_others_any(a, ts, i, gen, native, prev);
-    }
+    return hot_others_of[fam](a, ts, i, gen, native, prev);
 }
 
 /* No hot set: the thread runs no Python frame (hot_first). */
