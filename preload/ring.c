@@ -180,7 +180,7 @@ int
 mp_ring_push_other(mp_ring_t *r, unsigned kind, unsigned allocator, const uint64_t *seqs,
                    uint64_t ptr, uint64_t size, uint32_t stack) {
     uint64_t h = r->head;
-    if (h > r->limit || mp_load_relaxed(seqs) != r->seq_end) return 0;
+    if (!mp_ring_fast_ok(r, h, seqs)) return 0;
     /* What mp_ring_encode would write: the short form against the previous pointer if it fits
      * (then not here), else against the other base (mp_ring_encode_long's first case). */
     uint64_t seq = r->last_seq + 1, z;

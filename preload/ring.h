@@ -257,14 +257,20 @@ uint64_t mp_ring_seq_slow(mp_ring_t *r, uint64_t *seqs);
  * compiler read it again), and the number is the last one's + 1, so the short form's test of it
  * folds away. Everything else (the room check with a fresh tail and the wait, the copy of an
  * event that ran into the slack, the kick and a new limit, a new block of numbers) is
- * mp_ring_push_slow's, once per MP_RING_KICK_BYTES or so, and once per turn of a thread. */
+ * mp_ring_push_slow's, once per MP_RING_KICK_BYTES or so, and once per turn of a thread.
+ * mp_ring_fast_ok is that test, with head h (every fast push: this, mp_ring_push_short and
+ * mp_ring_push_other). */
+static inline int
+mp_ring_fast_ok(const mp_ring_t *r, uint64_t h, const uint64_t *seqs) {
+    /* Relaxed: the argument above needs only coherence. */
+    return __builtin_expect(h <= r->limit, 1) &&
+           __builtin_expect(__atomic_load_n(seqs, __ATOMIC_RELAXED) == r->seq_end, 1);
+}
 static inline int
 mp_ring_push(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t *seqs, uint64_t ptr,
              uint64_t size, uint32_t stack, const int *abandon) {
     uint64_t h = r->head;
-    /* Relaxed: the argument above needs only coherence. */
-    if (__builtin_expect(h > r->limit, 0) ||
-        __builtin_expect(__atomic_load_n(seqs, __ATOMIC_RELAXED) != r->seq_end, 0))
+    if (!mp_ring_fast_ok(r, h, seqs))
         return mp_ring_push_slow(r, kind, allocator, seqs, ptr, size, stack, abandon);
     uint64_t seq = r->last_seq + 1;
     /* bytes + (h & mask): no fast path runs across the end of the storage (above). */
@@ -283,9 +289,7 @@ static inline int
 mp_ring_push_short(mp_ring_t *r, unsigned kind, unsigned allocator, const uint64_t *seqs,
                    uint64_t ptr, uint64_t size, uint32_t stack) {
     uint64_t h = r->head;
-    if (__builtin_expect(h > r->limit, 0) ||
-        __builtin_expect(__atomic_load_n(seqs, __ATOMIC_RELAXED) != r->seq_end, 0))
-        return 0;
+    if (!mp_ring_fast_ok(r, h, seqs)) return 0;
     uint64_t d = ptr - r->last_ptr;
     uint64_t z = mp_zigzag((int64_t)d >> 4); /* as mp_ring_short_fits */
     /* The stack's 24 bits tested whether it is written or not: a stack id of 2^24 or more takes
