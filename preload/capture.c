@@ -340,6 +340,12 @@ memo_fill(memo_area_t *a, memo_way_t *set, const uint8_t *ts, uint32_t nk, uint6
     return m;
 }
 
+/* Move entries 0 .. w-1 of hot set i one place down, over entry w. */
+static inline void
+hot_shift(memo_area_t *a, uint32_t i, uint32_t w) {
+    for (; w > 0; w--) a->hot[w][i] = a->hot[w - 1][i];
+}
+
 /* dst[0 .. n) = src[0 .. n) & keep, two words a step. */
 static inline void
 hot_copy(uint64_t *dst, const uint64_t *src, uint32_t n, uint64_t keep) {
@@ -361,7 +367,7 @@ hot_fill(memo_area_t *a, uint32_t i, const memo_way_t *e) {
     uint32_t nw = e->n * mp_pykey_words();
     if (nw > HOT_KEY_WORDS) return; /* too deep for a hot entry */
     if (!e->owner_free) return;
-    for (uint32_t w = HOT_WAYS - 1; w > 0; w--) a->hot[w][i] = a->hot[w - 1][i];
+    hot_shift(a, i, HOT_WAYS - 1);
     hot_t *h = &a->hot[0][i];
     /* The way's key is e->key[0 .. KEY_WORDS) then its log entry; the hot entry's, h->key[0 ..
      * HOT_WORDS) then a log entry of its own, ended by a zero word (HOT_WORDS < KEY_WORDS): three
@@ -439,7 +445,7 @@ hot_matches(const memo_area_t *a, const hot_t *h, uint64_t w0, uint64_t w1, uint
 static void
 hot_to_front(memo_area_t *a, uint32_t i, uint32_t w) {
     hot_t e = a->hot[w][i];
-    for (; w > 0; w--) a->hot[w][i] = a->hot[w - 1][i];
+    hot_shift(a, i, w);
     a->hot[0][i] = e;
 }
 

@@ -157,18 +157,24 @@ dom_allocator(const domain_t *d, int dom) {
 typedef void *(*fast_alloc_fn)(mp_thread_t *t, unsigned a, void *p, size_t n);
 typedef uint32_t (*fast_free_fn)(mp_thread_t *t, unsigned a, void *p);
 
+/* After the wrapped call of a fast ALLOC (malloc, calloc, realloc of NULL) returned p: its event
+ * (fa ends the guard), or, when the call failed, only the guard's end. */
+static MP_ALWAYS_INLINE void *
+alloc_done(mp_thread_t *t, unsigned a, void *p, size_t n, fast_alloc_fn fa) {
+    if (MP_UNLIKELY(!p)) {
+        t->guard = 0;
+        return p;
+    }
+    return fa(t, a, p, n);
+}
+
 static MP_ALWAYS_INLINE void *
 hook_malloc_t(void *ctx, size_t n, int fam, int dom, fast_alloc_fn fa) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
     if (!fast(t, fam)) return hook_malloc_gen(ctx, n, fam);
     t->guard = 1;
-    void *p = d->orig.malloc(d->orig.ctx, n);
-    if (MP_UNLIKELY(!p)) {
-        t->guard = 0;
-        return p;
-    }
-    return fa(t, dom_allocator(d, dom), p, n);
+    return alloc_done(t, dom_allocator(d, dom), d->orig.malloc(d->orig.ctx, n), n, fa);
 }
 
 static MP_NOINLINE void *
@@ -193,12 +199,7 @@ hook_calloc_t(void *ctx, size_t n, size_t m, int fam, fast_alloc_fn fa) {
     if (!fast(t, fam) || __builtin_mul_overflow(n, m, &total))
         return hook_calloc_gen(ctx, n, m, fam);
     t->guard = 1;
-    void *p = d->orig.calloc(d->orig.ctx, n, m);
-    if (MP_UNLIKELY(!p)) {
-        t->guard = 0;
-        return p;
-    }
-    return fa(t, d->allocator, p, total);
+    return alloc_done(t, d->allocator, d->orig.calloc(d->orig.ctx, n, m), total, fa);
 }
 
 static MP_NOINLINE void *
@@ -227,14 +228,7 @@ hook_realloc_t(void *ctx, void *p, size_t n, int fam, fast_alloc_fn fa, fast_fre
     if (!fast(t, fam)) return hook_realloc_gen(ctx, p, n, fam);
     t->guard = 1;
     unsigned a = d->allocator;
-    if (!p) {
-        void *q = d->orig.realloc(d->orig.ctx, NULL, n);
-        if (MP_UNLIKELY(!q)) {
-            t->guard = 0;
-            return q;
-        }
-        return fa(t, a, q, n);
-    }
+    if (!p) return alloc_done(t, a, d->orig.realloc(d->orig.ctx, NULL, n), n, fa);
     uint32_t stack = ff(t, a, p);
     void *q = d->orig.realloc(d->orig.ctx, p, n);
     /* The ALLOC through the fast ALLOC's push (no copy of the encoder here: python-frames.md
