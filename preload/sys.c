@@ -252,6 +252,19 @@ mp_sys_rename(const char *from, const char *to) {
 }
 
 int
+mp_sys_unlink(const char *path) {
+    return (int)sys(SYS_unlinkat, AT_FDCWD, (long)path, 0, 0, 0, 0);
+}
+
+int
+mp_sys_is_regular_nofollow(const char *path) {
+    struct stat st;
+    long r = sys(SYS_newfstatat, AT_FDCWD, (long)path, (long)&st, AT_SYMLINK_NOFOLLOW, 0, 0);
+    if (r < 0) return (int)r;
+    return S_ISREG(st.st_mode) != 0;
+}
+
+int
 mp_sys_exists(const char *path) {
     return sys(SYS_faccessat, AT_FDCWD, (long)path, F_OK, 0, 0, 0) == 0;
 }

@@ -23,6 +23,9 @@ int mp_sys_close(int fd);
 int mp_sys_file_id(int fd, uint64_t *dev, uint64_t *ino);
 int mp_sys_rename(const char *from, const char *to); /* 0 or -errno */
 int mp_sys_exists(const char *path);                 /* 1 if path names an existing file */
+int mp_sys_unlink(const char *path);                 /* 0 or -errno */
+/* Whether path itself (a symlink not followed) is a regular file: 1, 0, or -errno. */
+int mp_sys_is_regular_nofollow(const char *path);
 /* Whether path (symlinks followed) names something that is not a regular file or a directory: a
  * device such as /dev/null, a FIFO or a socket. 1, 0, or -errno (it cannot be looked at). */
 int mp_sys_is_special(const char *path);

@@ -23,6 +23,8 @@ typedef struct mp_writer_opts_s {
     int native;             /* emit stacks' modules */
     int interval_ms;        /* sample and flush period */
     int stacks_from_fork;   /* fork child: emit published stacks first (stacks.h) */
+    const char *discard;    /* NULL, or a stale file the caller renamed aside: removed by the
+                             * writer thread, first thing (memprof.c's replace_stale) */
 } mp_writer_opts_t;
 
 /* Start the writer thread (writes the header and the PROCESS record). 0 or -1. */

@@ -592,6 +592,31 @@ def case_outputs(c):
     c.eq("shared FIFO: process.pid", r["process"]["pid"], parent[0])
     c.eq("shared FIFO: process.incomplete", r["process"]["incomplete"], False)
     c.compare("shared FIFO", r, procs[parent[0]]["expect"])
+    # A stale file at the name (a dump whose process is gone, or not a dump) is replaced by the
+    # new dump, renamed aside and removed by the writer rather than truncated in place: a hard
+    # link to it keeps its bytes, and nothing is left beside it. A symlink is written through.
+    sdir = os.path.join(c.tmp, "stale")
+    os.mkdir(sdir)
+    stale, link = os.path.join(sdir, "x.dump"), os.path.join(sdir, "old")
+    c.run([exe], c.preload_env(stale))
+    with open(stale, "rb") as f:
+        old = f.read()
+    os.link(stale, link)
+    target, sym = os.path.join(sdir, "target"), os.path.join(sdir, "sym.dump")
+    with open(target, "w") as f:
+        f.write("not a dump, and longer than a dump's header\n" * 4)
+    os.symlink("target", sym)
+    for label, path in (("stale dump", stale), ("symlink to a non-dump", sym)):
+        p = c.run([exe], c.preload_env(path))
+        no_preload_warnings(c, label, p.stderr)
+        pid, expect = c.only_process(p.stdout)
+        r = c.report(path)
+        c.eq("%s: process.pid" % label, r["process"]["pid"], pid)
+        c.compare(label, r, expect["expect"])
+    with open(link, "rb") as f:
+        c.check(f.read() == old, "stale dump: truncated in place (its hard link changed)")
+    c.check(os.path.islink(sym), "symlink: replaced by a file")
+    c.eq("stale: files", sorted(os.listdir(sdir)), ["old", "sym.dump", "target", "x.dump"])
 
 
 VALGRIND_RE = {
