@@ -27,6 +27,14 @@ target_compile_options(e2e_pythread PRIVATE -O0 -g -fno-builtin -fno-omit-frame-
 target_link_libraries(e2e_pythread PRIVATE Threads::Threads)
 mp_warnings(e2e_pythread)
 
+# The embedding program of the Python case py_embed (tests/e2e/py/mpembed.c): it loads libpython
+# with dlopen, so it needs no interpreter's headers.
+add_executable(e2e_pyembed ${CMAKE_CURRENT_LIST_DIR}/py/mpembed.c)
+set_target_properties(e2e_pyembed PROPERTIES OUTPUT_NAME e2e-pyembed
+  RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+target_link_libraries(e2e_pyembed PRIVATE ${CMAKE_DL_LIBS})
+mp_warnings(e2e_pyembed)
+
 # The benchmark's workload (scripts/bench): optimised like a real program, but -fno-builtin so
 # that its malloc/free pairs stay.
 add_executable(bench_churn ${PROJECT_SOURCE_DIR}/scripts/bench_churn.c)
@@ -49,7 +57,7 @@ if(MP_REPORTER)
   endforeach()
   # Python programs (run_py.py): each case on every pyenv 3.8-3.13 and /usr/bin/python3 present;
   # exit status 77 when none is.
-  set(MP_E2E_PY_CASES py_lines py_allocators py_cext py_threads py_codereuse py_deep)
+  set(MP_E2E_PY_CASES py_lines py_allocators py_cext py_threads py_codereuse py_deep py_embed)
   foreach(case ${MP_E2E_PY_CASES})
     add_test(NAME e2e.${case}
       COMMAND ${MP_E2E_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/run_py.py

@@ -42,6 +42,7 @@ MPEXT_C = os.path.join(PYSRC, "mpext.c")
 THREADS = os.path.join(PYSRC, "threads.py")
 CODEREUSE = os.path.join(PYSRC, "codereuse.py")
 DEEPSTACKS = os.path.join(PYSRC, "deepstacks.py")
+EMBEDDED = os.path.join(PYSRC, "embedded.py")
 
 SKIP = 77
 MINORS = range(8, 14)
@@ -665,6 +666,34 @@ def py_deep(c, py):
                 for n in wrong[:3])))
 
 
+def py_embed(c, py):
+    """A program that dlopens libpython after start-up runs normally; what it allocates is
+    recorded (without Python stacks: python-frames.md 12)."""
+    p = c.run([py.path, "-c", "import os, sysconfig; v = sysconfig.get_config_var; "
+               "print(os.path.join(v('LIBDIR'), v('LDLIBRARY')))"], c.py_env())
+    lib = p.stdout.strip()
+    if not lib.endswith(".so") and ".so." not in lib or not os.path.exists(lib):
+        return "no shared libpython (%s)" % lib
+    outdir = c.outdir(py, "embed")
+    exe = os.path.join(c.build, "e2e-pyembed")  # tests/e2e/py/mpembed.c, built by CMake
+    c.require(os.path.exists(exe), "%s is missing (build the project first)" % exe)
+    env = c.py_env(os.path.join(outdir, "embed.%p.dump"))
+    env["PYTHONHOME"] = os.path.dirname(os.path.dirname(py.path))
+    p = c.run([exe, lib, EMBEDDED], env)
+    no_preload_warnings(c, "embed", p.stderr)
+    c.eq("embed: stdout", p.stdout.strip(), "memprof-embed ok")
+    dumps = [d for d in os.listdir(outdir) if d.startswith("embed.") and d.endswith(".dump")]
+    c.require(len(dumps) == 1, "embed: expected one dump, got %r" % dumps)
+    r = c.report(os.path.join(outdir, dumps[0]))
+    p_, s = r["process"], r["summary"]
+    c.eq("embed: process.incomplete", p_.get("incomplete"), False)
+    c.eq("embed: process.lost_events", p_.get("lost_events"), 0)
+    c.eq("embed: summary.overlapping_allocs", s.get("overlapping_allocs"), 0)
+    # The three buffers were live together: the malloc-level events are all there.
+    c.check(s.get("peak_bytes", 0) >= 3000000, "embed: summary.peak_bytes %r < 3 x 1 MB"
+            % s.get("peak_bytes"))
+
+
 CASES = {
     "py_lines": py_lines,
     "py_allocators": py_allocators,
@@ -672,6 +701,7 @@ CASES = {
     "py_threads": py_threads,
     "py_codereuse": py_codereuse,
     "py_deep": py_deep,
+    "py_embed": py_embed,
 }
 
 
