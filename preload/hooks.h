@@ -49,5 +49,9 @@ void mp_lifecycle_exit(void);
  * mp_lifecycle_exec_failed must be called if the exec returns (it failed). */
 int mp_lifecycle_exec(void);
 void mp_lifecycle_exec_failed(void);
+/* memprof.c: the program's thread count (thread_start.c): delta 1 before pthread_create starts a
+ * thread of the program, -1 if it failed; and, in the new thread, before its start routine. */
+void mp_lifecycle_thread_counted(int delta);
+void mp_lifecycle_thread_started(void);
 
 #endif

@@ -28,6 +28,12 @@ static mp_config_t cfg;
 static char dump_path[MP_PATH_MAX];
 static uint64_t start_mono_ns;
 static int owner_pid; /* the process whose dump is open (set at start and in fork children) */
+/* The program's live threads, and the key whose destructor counts their ends (the last thread,
+ * below). */
+static int live_threads = 1;
+static pthread_key_t count_key;
+static int count_key_ok;
+static void thread_ended(void *unused);
 
 /* Stack table sizes: levels of 32 Ki to 1 Mi slots (16 MiB reserved; a level is touched only
  * once the ones before it are nearly full, stacks.c) and a 512 MiB arena, reserved, touched as
@@ -241,6 +247,7 @@ strip_self_from_ld_preload(void) {
 static void
 after_fork_child(void) {
     mp_thread_t *t = &mp_thread;
+    mp_store_relaxed(&live_threads, 1); /* the forking thread, whose count_key value is kept */
     if (mp_load_relaxed(&mp_state) != mp_state_running) return;
     t->guard++;
     mp_writer_forget(); /* the parent's writer thread does not exist in the child */
@@ -273,6 +280,9 @@ mp_start(void) {
         goto out;
     }
     pthread_atfork(NULL, NULL, after_fork_child);
+    /* Created early, as capture.c's key: its index is below 32, so setting it never allocates. */
+    count_key_ok = pthread_key_create(&count_key, thread_ended) == 0;
+    mp_lifecycle_thread_started(); /* the main thread */
     if (cfg.python && mp_pycode_init(CODE_SLOTS, CODE_ARENA) == 0) python_found = mp_python_init(1);
     if (start_writer(0) != 0) goto out;
     mp_state_set(mp_state_running);
@@ -311,6 +321,61 @@ finish(unsigned marker) {
 __attribute__((destructor)) static void
 mp_stop(void) {
     finish(MP_MARK_EXIT);
+}
+
+/* ---- the program's last thread ------------------------------------------------------------- */
+
+/* The program's threads that have not ended: the main thread and every thread started through
+ * pthread_create while not inside memprof (thread_start.c), less those that ended (count_key's
+ * destructor, which runs when a thread returns from its start routine or calls pthread_exit).
+ * glibc ends the process, as exit(0) would, when the last thread that pthread_create started
+ * ends: after main called pthread_exit, or in a child forked from a thread (CPython's thread
+ * bootstrap ends with pthread_exit; test_threading's ThreadJoinOnShutdown forks from one). The
+ * writer is such a thread and never ends by itself: the process lived on after its program, its
+ * one thread blocking every signal, SIGTERM included, and a parent waiting for it hung. So the
+ * thread that brings the count to 0 finishes the dump, as at exit, which ends the writer; then it
+ * ends, and with it the process. */
+
+/* Whether the kernel lists more threads than the caller and the writer: one started without
+ * pthread_create or before the constructor (not counted), or one still on its way out after its
+ * destructors ran. A main thread that called pthread_exit stays listed, a zombie, until the
+ * process ends (/proc/self/status then says "State: Z"): not counted. Waits up to 200 ms for the
+ * others to go; 0 also when it cannot tell. */
+static int
+others_remain(void) {
+    char buf[4096];
+    for (int i = 0; i < 200; i++) {
+        ssize_t n = mp_sys_read_file("/proc/self/status", buf, sizeof buf);
+        const char *p = n > 0 ? strstr(buf, "\nThreads:") : NULL;
+        const char *st = n > 0 ? strstr(buf, "\nState:") : NULL;
+        if (!p || !st) return 0;
+        unsigned k = 0;
+        for (p += 9; *p == ' ' || *p == '\t'; p++) continue;
+        for (; *p >= '0' && *p <= '9'; p++) k = k * 10 + (unsigned)(*p - '0');
+        for (st += 7; *st == ' ' || *st == '\t'; st++) continue;
+        if (*st == 'Z' && k > 0) k--;
+        if (k <= 2) return 0;
+        mp_sys_sleep_ns(1000000);
+    }
+    return 1;
+}
+
+static void
+thread_ended(void *unused) {
+    (void)unused;
+    if (mp_fetch_add_acq_rel(&live_threads, -1) != 1) return;
+    if (mp_load_relaxed(&mp_state) != mp_state_running || others_remain()) return;
+    finish(MP_MARK_EXIT);
+}
+
+void
+mp_lifecycle_thread_counted(int delta) {
+    mp_fetch_add_acq_rel(&live_threads, delta);
+}
+
+void
+mp_lifecycle_thread_started(void) {
+    if (count_key_ok) pthread_setspecific(count_key, (void *)1);
 }
 
 void

@@ -102,7 +102,10 @@ out:
 
 int
 mp_modules_refresh(void (*emit)(void *, const mp_module_t *), void *ctx) {
-    ssize_t len = mp_sys_read_file("/proc/self/maps", maps_buf, MAPS_CAP);
+    /* The calling thread's view: /proc/self is the main thread's, whose maps read empty once it
+     * has ended by pthread_exit (memprof.c's last thread), while the process lives on. */
+    ssize_t len = mp_sys_read_file("/proc/thread-self/maps", maps_buf, MAPS_CAP);
+    if (len < 0) len = mp_sys_read_file("/proc/self/maps", maps_buf, MAPS_CAP); /* before 3.17 */
     if (len < 0) return (int)len;
     int emitted = 0;
     char *line = maps_buf, *end = maps_buf + len;

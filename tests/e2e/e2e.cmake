@@ -6,7 +6,7 @@
 # -O0 -fno-builtin: GCC otherwise removes malloc/free pairs it can see through, and the ledgers
 # count every call. Frame pointers and -g: native stacks resolve to the functions and lines the
 # tests expect.
-set(MP_E2E_PROGRAMS allocators threads killed forkexec)
+set(MP_E2E_PROGRAMS allocators threads killed forkexec lastthread)
 foreach(prog ${MP_E2E_PROGRAMS})
   add_executable(e2e_${prog} ${CMAKE_CURRENT_LIST_DIR}/c/${prog}.c)
   set_target_properties(e2e_${prog} PROPERTIES OUTPUT_NAME e2e-${prog}
@@ -48,7 +48,7 @@ mp_warnings(bench_churn)
 # The tests need the memprof command (the reporter).
 if(MP_REPORTER)
   find_program(MP_E2E_PYTHON NAMES python3 REQUIRED)
-  set(MP_E2E_CASES allocators allocators_native threads killed forkexec badenv outputs valgrind)
+  set(MP_E2E_CASES allocators allocators_native threads killed forkexec badenv outputs lastthread valgrind)
   foreach(case ${MP_E2E_CASES})
     add_test(NAME e2e.${case}
       COMMAND ${MP_E2E_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/run_e2e.py
@@ -57,7 +57,7 @@ if(MP_REPORTER)
   endforeach()
   # Python programs (run_py.py): each case on every pyenv 3.8-3.13 and /usr/bin/python3 present;
   # exit status 77 when none is.
-  set(MP_E2E_PY_CASES py_lines py_allocators py_cext py_threads py_codereuse py_deep py_embed)
+  set(MP_E2E_PY_CASES py_lines py_allocators py_cext py_threads py_codereuse py_deep py_embed py_forkthread)
   foreach(case ${MP_E2E_PY_CASES})
     add_test(NAME e2e.${case}
       COMMAND ${MP_E2E_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/run_py.py

@@ -43,6 +43,7 @@ THREADS = os.path.join(PYSRC, "threads.py")
 CODEREUSE = os.path.join(PYSRC, "codereuse.py")
 DEEPSTACKS = os.path.join(PYSRC, "deepstacks.py")
 EMBEDDED = os.path.join(PYSRC, "embedded.py")
+FORKTHREAD = os.path.join(PYSRC, "forkthread.py")
 
 SKIP = 77
 MINORS = range(8, 14)
@@ -694,6 +695,26 @@ def py_embed(c, py):
             % s.get("peak_bytes"))
 
 
+def py_forkthread(c, py):
+    """A child forked from a worker thread ends when that thread does (test_threading hung on
+    it): both processes exit 0 with complete dumps; the child's has its thread's buffer."""
+    outdir = c.outdir(py, "forkthread")
+    p = c.pythonrun([py.path, FORKTHREAD], c.py_env(os.path.join(outdir, "ft.%p.dump")),
+                    "forkthread.py")
+    no_preload_warnings(c, "forkthread", p.stderr)
+    led = [l.split() for l in p.stdout.splitlines() if l.startswith("memprof-forkthread ")]
+    c.require(len(led) == 1, "forkthread.py: no pids in %r" % p.stdout)
+    parent, child = int(led[0][1]), int(led[0][2])
+    for pid in (parent, child):
+        r = c.report(c.dump_of(outdir, "ft", pid))
+        c.eq("forkthread pid %d: process.incomplete" % pid, r["process"]["incomplete"], False)
+    r = c.report(c.dump_of(outdir, "ft", child))
+    got = sum(e["bytes"] for e in r["leaks_by_line"]
+              if same_file(e.get("file"), FORKTHREAD) and e.get("function") == "child_work")
+    c.check(got >= 123457, "forkthread child: %d bytes leaked in child_work, expected the "
+            "bytearray's 123457 or more" % got)
+
+
 CASES = {
     "py_lines": py_lines,
     "py_allocators": py_allocators,
@@ -702,6 +723,7 @@ CASES = {
     "py_codereuse": py_codereuse,
     "py_deep": py_deep,
     "py_embed": py_embed,
+    "py_forkthread": py_forkthread,
 }
 
 
