@@ -807,21 +807,24 @@ mp_capture_py_hot(const mp_thread_t *t, int fam) {
 
 /* The pushes' other forms, out of line, jumped to: the fast ones then keep nothing past a call.
  * First the short form against the other base (mp_ring_push_other), then anything. */
+static MP_ALWAYS_INLINE void
+push_long(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr, size_t size,
+          uint32_t stack) {
+    mp_ring_t *r = t->ring;
+    if (!mp_ring_push_other(r, kind, allocator, &mp_seq, (uint64_t)(uintptr_t)ptr, size, stack))
+        encode_event(r, kind, allocator, ptr, size, stack);
+}
+
 static MP_NOINLINE void *
 alloc_push_long(mp_thread_t *t, unsigned allocator, void *ptr, size_t size, uint32_t stack) {
-    mp_ring_t *r = t->ring;
-    if (!mp_ring_push_other(r, MP_EV_ALLOC, allocator, &mp_seq, (uint64_t)(uintptr_t)ptr, size,
-                            stack))
-        encode_event(r, MP_EV_ALLOC, allocator, ptr, size, stack);
+    push_long(t, MP_EV_ALLOC, allocator, ptr, size, stack);
     t->guard = 0;
     return ptr;
 }
 
 static MP_NOINLINE uint32_t
 free_push_long(mp_thread_t *t, unsigned allocator, const void *ptr, uint32_t stack) {
-    mp_ring_t *r = t->ring;
-    if (!mp_ring_push_other(r, MP_EV_FREE, allocator, &mp_seq, (uint64_t)(uintptr_t)ptr, 0, stack))
-        encode_event(r, MP_EV_FREE, allocator, ptr, 0, stack);
+    push_long(t, MP_EV_FREE, allocator, ptr, 0, stack);
     return stack;
 }
 

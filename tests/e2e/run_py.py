@@ -705,11 +705,10 @@ def py_forkthread(c, py):
     led = [l.split() for l in p.stdout.splitlines() if l.startswith("memprof-forkthread ")]
     c.require(len(led) == 1, "forkthread.py: no pids in %r" % p.stdout)
     parent, child = int(led[0][1]), int(led[0][2])
-    for pid in (parent, child):
-        r = c.report(c.dump_of(outdir, "ft", pid))
+    reports = {pid: c.report(c.dump_of(outdir, "ft", pid)) for pid in (parent, child)}
+    for pid, r in reports.items():
         c.eq("forkthread pid %d: process.incomplete" % pid, r["process"]["incomplete"], False)
-    r = c.report(c.dump_of(outdir, "ft", child))
-    got = sum(e["bytes"] for e in r["leaks_by_line"]
+    got = sum(e["bytes"] for e in reports[child]["leaks_by_line"]
               if same_file(e.get("file"), FORKTHREAD) and e.get("function") == "child_work")
     c.check(got >= 123457, "forkthread child: %d bytes leaked in child_work, expected the "
             "bytearray's 123457 or more" % got)
