@@ -46,15 +46,9 @@ static int
 parse_int(const char *name, const char *v, int lo, int hi, int deflt,
           void (*warn)(const char *, const char *)) {
     if (!v) return deflt;
-    long x = 0;
     const char *p = v;
-    if (!*p) goto fail;
-    for (; *p; p++) {
-        if (*p < '0' || *p > '9') goto fail;
-        x = x * 10 + (*p - '0');
-        if (x > hi) goto fail;
-    }
-    if (x < lo) goto fail;
+    uint64_t x = mp_str_parse_u64(&p);
+    if (p == v || *p || x > (uint64_t)hi || (int)x < lo) goto fail;
     return (int)x;
 fail:
     bad(warn, name, "out of range or not a number (using the default)");

@@ -349,9 +349,8 @@ others_remain(void) {
         const char *p = n > 0 ? strstr(buf, "\nThreads:") : NULL;
         const char *st = n > 0 ? strstr(buf, "\nState:") : NULL;
         if (!p || !st) return 0;
-        unsigned k = 0;
         for (p += 9; *p == ' ' || *p == '\t'; p++) continue;
-        for (; *p >= '0' && *p <= '9'; p++) k = k * 10 + (unsigned)(*p - '0');
+        uint64_t k = mp_str_parse_u64(&p);
         for (st += 7; *st == ' ' || *st == '\t'; st++) continue;
         if (*st == 'Z' && k > 0) k--;
         if (k <= 2) return 0;

@@ -572,12 +572,12 @@ version_hex(void) {
     const char *(*get)(void) = (const char *(*)(void))sym("Py_GetVersion");
     if (!get) return 0;
     const char *s = get(); /* "3.8.18 (default, ...": formats into a static buffer */
-    unsigned part[3] = {0, 0, 0};
+    uint64_t part[3] = {0, 0, 0};
     for (int i = 0; i < 3 && *s >= '0' && *s <= '9'; i++) {
-        while (*s >= '0' && *s <= '9') part[i] = part[i] * 10 + (unsigned)(*s++ - '0');
+        part[i] = mp_str_parse_u64(&s) & 0xff;
         if (*s == '.') s++;
     }
-    return (uint64_t)part[0] << 24 | (uint64_t)part[1] << 16 | (uint64_t)part[2] << 8 | 0xf0;
+    return part[0] << 24 | part[1] << 16 | part[2] << 8 | 0xf0;
 }
 
 /* 3.13 publishes its offsets for debuggers: check ours against them. */

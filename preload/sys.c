@@ -240,6 +240,18 @@ mp_str_u64(char *dst, uint64_t v) {
     return n;
 }
 
+uint64_t
+mp_str_parse_u64(const char **s) {
+    uint64_t v = 0;
+    const char *p = *s;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        v = v > (UINT64_MAX - d) / 10 ? UINT64_MAX : v * 10 + d;
+    }
+    *s = p;
+    return v;
+}
+
 int
 mp_sys_alive(int pid) {
     long r = sys(SYS_kill, pid, 0, 0, 0, 0, 0);

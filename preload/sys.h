@@ -73,5 +73,9 @@ void mp_sys_log2(const char *a, const char *b); /* "memprof: <a><b>\n" */
 /* Tiny string helpers that never allocate (the libc ones are fine but these also format). */
 size_t mp_str_copy(char *dst, size_t cap, const char *src); /* truncates; returns length copied */
 size_t mp_str_u64(char *dst, uint64_t v);                   /* decimal, returns length */
+/* The decimal number at *s (digits only, no sign or space), *s moved past its digits; 0 when
+ * there are none (*s unmoved), UINT64_MAX when it does not fit. For /proc files and version
+ * strings, and the environment's numbers (config.c). */
+uint64_t mp_str_parse_u64(const char **s);
 
 #endif

@@ -266,8 +266,8 @@ emit_sample(uint64_t now) {
     /* statm: "size resident shared ..." in pages. */
     const char *s = buf;
     while (*s && *s != ' ') s++;
-    uint64_t pages = 0;
-    for (s++; *s >= '0' && *s <= '9'; s++) pages = pages * 10 + (uint64_t)(*s - '0');
+    if (*s) s++;
+    uint64_t pages = mp_str_parse_u64(&s);
     uint8_t body[32], *p = body;
     p += mp_varint_put(p, now - W.o.header.start_mono_ns);
     /* A number of its own, not a look at the counter: the reservation makes every ring take its

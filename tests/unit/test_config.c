@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "sys.h"
 
 /* ---- a fake environment and a counting warn callback ------------------------------------------
  */
@@ -272,7 +273,8 @@ Test(config, bad_depth) {
                                     "6x",
                                     "0x10",
                                     "1e2",
-                                    "99999999999999999999999999"};
+                                    "99999999999999999999999999",
+                                    "18446744073709551621"}; /* 2^64 + 5: no wrap to 5 */
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) bad("MEMPROF_DEPTH", v[i]);
 }
 
@@ -441,4 +443,31 @@ Test(config, expand_output_with_no_room_writes_nothing) {
     cr_assert_eq(mp_config_expand_output("", 1, buf + 1, 0), -1);
     cr_assert_eq(buf[0], 'x');
     free(buf);
+}
+
+/* ---- sys.h's decimal parser (config.c, /proc files, version strings) ------------------------ */
+
+static void
+parses(const char *text, uint64_t want, size_t used) {
+    const char *p = text;
+    uint64_t v = mp_str_parse_u64(&p);
+    cr_assert_eq(v, want, "\"%s\": got %llu, want %llu", text, (unsigned long long)v,
+                 (unsigned long long)want);
+    cr_assert_eq((size_t)(p - text), used, "\"%s\": used %zu characters, want %zu", text,
+                 (size_t)(p - text), used);
+}
+
+Test(str, parse_u64) {
+    parses("0", 0, 1);
+    parses("123 456", 123, 3);
+    parses("4096\n", 4096, 4);
+    parses("007.11", 7, 3);
+    parses("", 0, 0);
+    parses(" 5", 0, 0);
+    parses("-5", 0, 0);
+    parses("18446744073709551615", UINT64_MAX, 20);
+    parses("18446744073709551614x", UINT64_MAX - 1, 20);
+    parses("18446744073709551616", UINT64_MAX, 20); /* saturates, all digits consumed */
+    parses("18446744073709551621", UINT64_MAX, 20);
+    parses("99999999999999999999999999 1", UINT64_MAX, 26);
 }
