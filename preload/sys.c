@@ -50,12 +50,22 @@ mp_sys_open(const char *path, int flags, int mode) {
     return (int)sys(SYS_openat, AT_FDCWD, (long)path, flags | O_CLOEXEC, mode, 0, 0);
 }
 
+/* The file type and mode of path (at_flags: 0 follows a symlink, AT_SYMLINK_NOFOLLOW does not)
+ * in *mode: 0, or -errno. */
+static int
+path_mode(const char *path, int at_flags, mode_t *mode) {
+    struct stat st;
+    long r = sys(SYS_newfstatat, AT_FDCWD, (long)path, (long)&st, at_flags, 0, 0);
+    if (r < 0) return (int)r;
+    *mode = st.st_mode;
+    return 0;
+}
+
 int
 mp_sys_is_special(const char *path) {
-    struct stat st;
-    long r = sys(SYS_newfstatat, AT_FDCWD, (long)path, (long)&st, 0, 0, 0);
-    if (r < 0) return (int)r;
-    return !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+    mode_t m;
+    int r = path_mode(path, 0, &m);
+    return r < 0 ? r : !S_ISREG(m) && !S_ISDIR(m);
 }
 
 int
@@ -270,10 +280,9 @@ mp_sys_unlink(const char *path) {
 
 int
 mp_sys_is_regular_nofollow(const char *path) {
-    struct stat st;
-    long r = sys(SYS_newfstatat, AT_FDCWD, (long)path, (long)&st, AT_SYMLINK_NOFOLLOW, 0, 0);
-    if (r < 0) return (int)r;
-    return S_ISREG(st.st_mode) != 0;
+    mode_t m;
+    int r = path_mode(path, AT_SYMLINK_NOFOLLOW, &m);
+    return r < 0 ? r : S_ISREG(m) != 0;
 }
 
 int
