@@ -367,6 +367,8 @@ hot_fill(memo_area_t *a, uint32_t i, const memo_way_t *e) {
     uint32_t nw = e->n * mp_pykey_words();
     if (nw > HOT_KEY_WORDS) return; /* too deep for a hot entry */
     if (!e->owner_free) return;
+    /* The fast path's pushes take only ids that fit the short form (ring.h). */
+    if (e->id >= MP_RING_SHORT_STACKS) return;
     hot_shift(a, i, HOT_WAYS - 1);
     hot_t *h = &a->hot[0][i];
     /* The way's key is e->key[0 .. KEY_WORDS) then its log entry; the hot entry's, h->key[0 ..

@@ -101,14 +101,16 @@ uint32_t mp_capture_py_fast(mp_thread_t *t, unsigned kind, unsigned allocator, c
 /* The fast path's stack of nearly every event (a hot entry's), found with no call; 0 when it
  * takes more (the caller then calls mp_capture_py_fast). */
 uint32_t mp_capture_py_hot(const mp_thread_t *t, int fam);
-/* The fast path's push of an event whose stack is known: an ALLOC (which also ends the guard and
- * returns ptr, for the hooks to jump to) and a FREE (which returns stack). */
+/* The fast path's push of an event whose stack is known, below MP_RING_SHORT_STACKS (ring.h): an
+ * ALLOC (which also ends the guard and returns ptr, for the hooks to jump to) and a FREE (which
+ * returns stack). */
 void *mp_capture_py_alloc_push(mp_thread_t *t, unsigned allocator, void *ptr, size_t size,
                                uint32_t stack) __attribute__((noinline));
 uint32_t mp_capture_py_free_push(mp_thread_t *t, unsigned allocator, const void *ptr,
                                  uint32_t stack) __attribute__((noinline));
-/* On the fast path, an event with its stack known (a failed realloc's REALLOC_FAIL; its ALLOC
- * goes through mp_capture_py_alloc_push): out of line, as it is rare. */
+/* On the fast path, an event with its stack known and any id (a failed realloc's REALLOC_FAIL,
+ * or its ALLOC when the stack is too large for mp_capture_py_alloc_push): out of line, as it is
+ * rare. */
 void mp_capture_py_push(const mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr,
                         size_t size, uint32_t stack) __attribute__((noinline));
 /* After a realloc of p (NULL: it allocates) returned q, p's FREE having been recorded before the

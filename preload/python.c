@@ -232,9 +232,14 @@ hook_realloc_t(void *ctx, void *p, size_t n, int fam, fast_alloc_fn fa, fast_fre
     uint32_t stack = ff(t, a, p);
     void *q = d->orig.realloc(d->orig.ctx, p, n);
     /* The ALLOC through the fast ALLOC's push (no copy of the encoder here: python-frames.md
-     * 8.4), which ends the guard. */
-    if (MP_LIKELY(q != NULL)) return mp_capture_py_alloc_push(t, a, q, n, stack);
-    mp_capture_py_push(t, MP_EV_REALLOC_FAIL, a, p, 0, stack);
+     * 8.4), which ends the guard; a stack found on the slow path may be too large for it (ring.h:
+     * MP_RING_SHORT_STACKS). */
+    if (MP_LIKELY(q != NULL && stack < MP_RING_SHORT_STACKS))
+        return mp_capture_py_alloc_push(t, a, q, n, stack);
+    if (q)
+        mp_capture_py_push(t, MP_EV_ALLOC, a, q, n, stack);
+    else
+        mp_capture_py_push(t, MP_EV_REALLOC_FAIL, a, p, 0, stack);
     t->guard = 0;
     return q;
 }
