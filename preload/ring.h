@@ -141,20 +141,23 @@ mp_ring_short_fits(const mp_ring_t *r, unsigned kind, uint64_t seq, uint64_t d, 
 }
 
 /* Write an event in the short form at p, its ptr field (23 bits of delta, and bit 23 for the
- * other base) given; returns its length. The stores are 4 bytes wide where the field is 3 (or
+ * other base) given; returns its length (mp_ring_put_fields: the fields after the head byte and
+ * before the stack, and their end). The stores are 4 bytes wide where the field is 3 (or
  * 2): the next field, the next event or the ring's slack takes the extra byte
  * (MP_RING_EVENT_MAX). */
+static inline size_t
+mp_ring_put_fields(uint8_t *p, unsigned kind, uint32_t field, uint64_t size) {
+    __builtin_memcpy(p + 1, &field, 4);
+    if (kind != MP_EV_ALLOC) return 4;
+    uint32_t s32 = (uint32_t)size;
+    __builtin_memcpy(p + 4, &s32, 4);
+    return 6;
+}
 static inline size_t
 mp_ring_put_short(uint8_t *p, unsigned kind, unsigned allocator, uint32_t field, uint64_t size,
                   int same, uint32_t stack) {
     p[0] = (uint8_t)(0x80u | allocator << 3 | (unsigned)same << 2 | kind);
-    __builtin_memcpy(p + 1, &field, 4);
-    size_t n = 4;
-    if (kind == MP_EV_ALLOC) {
-        uint32_t s32 = (uint32_t)size;
-        __builtin_memcpy(p + 4, &s32, 4);
-        n = 6;
-    }
+    size_t n = mp_ring_put_fields(p, kind, field, size);
     if (mp_ring_puts_stack(kind, same)) {
         __builtin_memcpy(p + n, &stack, 4);
         n += 3;
@@ -293,8 +296,8 @@ mp_ring_push(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t *seqs, ui
  * quotient lies in [-2^22, 2^22) (its zigzag then has 23 bits) exactly when d + 2^26, modulo
  * 2^64, has no bit set outside bits 4 to 26. And two straight paths for a stack written or not,
  * each with its head byte and length as constants, rather than the flag computed and tested
- * twice. What it writes, and the state it leaves, are mp_ring_put_short's and mp_ring_advance's
- * written out (calling them in each path costs 2 to 3 instructions more with GCC 12);
+ * twice. Its head byte, stack and state are mp_ring_put_short's and mp_ring_advance's written out
+ * (calling them in each path costs 2 to 3 instructions more with GCC 12);
  * tests/unit/test_ring.c's short_push_writes_what_push_writes compares them byte for byte. */
 static inline int
 mp_ring_push_short(mp_ring_t *r, unsigned kind, unsigned allocator, const uint64_t *seqs,
@@ -306,14 +309,7 @@ mp_ring_push_short(mp_ring_t *r, unsigned kind, unsigned allocator, const uint64
     if (kind == MP_EV_ALLOC) longer |= size >> 16;
     if (__builtin_expect(longer != 0, 0)) return 0;
     uint8_t *p = (uint8_t *)(r->wbase + h);
-    uint32_t z = (uint32_t)mp_zigzag((int64_t)d >> 4);
-    __builtin_memcpy(p + 1, &z, 4);
-    size_t n = 4;
-    if (kind == MP_EV_ALLOC) {
-        uint32_t s32 = (uint32_t)size;
-        __builtin_memcpy(p + 4, &s32, 4);
-        n = 6;
-    }
+    size_t n = mp_ring_put_fields(p, kind, (uint32_t)mp_zigzag((int64_t)d >> 4), size);
     uint8_t head = (uint8_t)(0x80u | allocator << 3 | kind);
     if (stack == r->last_stack) {
         p[0] = (uint8_t)(head | 4u);
