@@ -127,14 +127,23 @@ mp_ring_puts_stack(unsigned kind, int same) {
     return kind != MP_EV_REALLOC_FAIL && !same;
 }
 
+/* Whether a pointer delta d (ptr less a base) is out of the short form's reach: 0 when d is a
+ * multiple of 16 whose quotient lies in [-2^22, 2^22), so that its zigzag has 23 bits, which is
+ * exactly when d + 2^26, modulo 2^64, has no bit set outside bits 4 to 26 (one add and one mask);
+ * nonzero otherwise. */
+static inline uint64_t
+mp_ring_out_of_reach(uint64_t d) {
+    return (d + (1ull << 26)) & ~((1ull << 27) - 16);
+}
+
 /* The short form's fit (FORMAT.md 5.12): seq follows the stream's previous one, d (ptr less the
- * base) is a multiple of 16 whose zigzagged quotient (*z) has 23 bits, an ALLOC's size 16 and
- * a stack to write 24. Every test at once, with no branch but the caller's. */
+ * base) is within reach (above; its zigzagged quotient in *z), an ALLOC's size has 16 bits and a
+ * stack to write 24. Every test at once, with no branch but the caller's. */
 static inline int
 mp_ring_short_fits(const mp_ring_t *r, unsigned kind, uint64_t seq, uint64_t d, uint64_t size,
                    uint32_t stack, int same, uint64_t *z) {
     *z = mp_zigzag((int64_t)d >> 4); /* in 16-byte units */
-    uint64_t longer = (seq - r->last_seq - 1) | (d & 15) | *z >> 23;
+    uint64_t longer = (seq - r->last_seq - 1) | mp_ring_out_of_reach(d);
     if (kind == MP_EV_ALLOC) longer |= size >> 16;
     if (mp_ring_puts_stack(kind, same)) longer |= stack >> 24;
     return longer == 0;
@@ -292,9 +301,8 @@ mp_ring_push(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t *seqs, ui
  * writes what it would have). stack is below MP_RING_SHORT_STACKS (the caller's guarantee). No
  * call on any path, and fewer values live at once than in mp_ring_push's short case.
  *
- * The same test as mp_ring_short_fits, in fewer instructions: d is a multiple of 16 whose
- * quotient lies in [-2^22, 2^22) (its zigzag then has 23 bits) exactly when d + 2^26, modulo
- * 2^64, has no bit set outside bits 4 to 26. And two straight paths for a stack written or not,
+ * The same test as mp_ring_short_fits, less the number's (the block's numbers are consecutive)
+ * and the stack's (the caller's guarantee). And two straight paths for a stack written or not,
  * each with its head byte and length as constants, rather than the flag computed and tested
  * twice. Its head byte, stack and state are mp_ring_put_short's and mp_ring_advance's written out
  * (calling them in each path costs 2 to 3 instructions more with GCC 12);
@@ -305,7 +313,7 @@ mp_ring_push_short(mp_ring_t *r, unsigned kind, unsigned allocator, const uint64
     uint64_t h = r->head;
     if (!mp_ring_fast_ok(r, h, seqs)) return 0;
     uint64_t d = ptr - r->last_ptr;
-    uint64_t longer = (d + (1ull << 26)) & ~((1ull << 27) - 16);
+    uint64_t longer = mp_ring_out_of_reach(d);
     if (kind == MP_EV_ALLOC) longer |= size >> 16;
     if (__builtin_expect(longer != 0, 0)) return 0;
     uint8_t *p = (uint8_t *)(r->wbase + h);

@@ -689,6 +689,25 @@ Test(ring, fast_path_only_where_safe_and_nearly_always, .timeout = 30) {
                  (unsigned long long)fast, (unsigned long long)n);
 }
 
+/* The short form's reach, one add and one mask (mp_ring_out_of_reach), against its definition
+ * (FORMAT.md 5.12): d a multiple of 16 whose zigzagged quotient has 23 bits. At and around the
+ * edges, off the 16-byte grid, at the ends of the 64-bit range, and anywhere. */
+Test(ring, reach_is_the_short_forms_23_bits) {
+    const int64_t M = (int64_t)1 << 26;
+    const int64_t base[] = {0, M, -M, M - 16, -M - 16, INT64_MAX, INT64_MIN, 1 << 20, -(1 << 20)};
+    uint64_t in = 0, out = 0;
+    for (uint64_t i = 0; i < 200000; i++) {
+        uint64_t d = i < 9 * 41 ? (uint64_t)base[i / 41] + (uint64_t)((int64_t)(i % 41) - 20)
+                                : mix(i) >> (mix(i + 1) % 64);
+        if (i & 1 && i >= 9 * 41) d = (uint64_t) - (int64_t)d;
+        int fits = (d & 15) == 0 && mp_zigzag((int64_t)d >> 4) >> 23 == 0;
+        cr_assert_eq(mp_ring_out_of_reach(d) == 0, fits, "d = %lld", (long long)d);
+        fits ? in++ : out++;
+    }
+    cr_assert_gt(in, 100);
+    cr_assert_gt(out, 100);
+}
+
 /* The Python fast path's push (mp_ring_push_short, else mp_ring_push_other, else mp_ring_push)
  * writes byte for byte what mp_ring_push alone writes, with the same delta state and counters,
  * and takes most events itself: ALLOCs and FREEs with consecutive numbers, pointers in two
