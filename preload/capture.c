@@ -367,7 +367,7 @@ hot_fill(memo_area_t *a, uint32_t i, const memo_way_t *e) {
     uint32_t nw = e->n * mp_pykey_words();
     if (nw > HOT_KEY_WORDS) return; /* too deep for a hot entry */
     if (!e->owner_free) return;
-    /* The fast path's pushes take only ids that fit a short raw record (ring.h). */
+    /* The fast path's pushes take only ids that fit the short form (ring.h). */
     if (e->id >= MP_RING_SHORT_STACKS) return;
     hot_shift(a, i, HOT_WAYS - 1);
     hot_t *h = &a->hot[0][i];
@@ -626,7 +626,7 @@ python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
     uint32_t i, id = hot_first(a, ts, fam, entry, gen, &i);
     if (MP_LIKELY(id != 0)) return id;
     if (i == HOT_NONE) return 0;
-    id = hot_others(a, ts, i, gen, fam, native, r->d.last_stack);
+    id = hot_others(a, ts, i, gen, fam, native, r->last_stack);
     if (id != 0) return id;
     const memo_way_t *e = memo_lookup(a, ts, gen);
     if (!e) return 0;
@@ -807,12 +807,14 @@ mp_capture_py_hot(const mp_thread_t *t, int fam) {
     return hot_first(r->scratch, ts, fam, mp_pykey_entry(0), mp_load_relaxed(&mp_pycode_gen), &set);
 }
 
-/* The pushes' other forms (mp_ring_push: the slow path, or a full raw record), out of line,
- * jumped to: the fast ones then keep nothing past a call. */
+/* The pushes' other forms, out of line, jumped to: the fast ones then keep nothing past a call.
+ * First the short form against the other base (mp_ring_push_other), then anything. */
 static MP_ALWAYS_INLINE void
 push_long(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr, size_t size,
           uint32_t stack) {
-    encode_event(t->ring, kind, allocator, ptr, size, stack);
+    mp_ring_t *r = t->ring;
+    if (!mp_ring_push_other(r, kind, allocator, &mp_seq, (uint64_t)(uintptr_t)ptr, size, stack))
+        encode_event(r, kind, allocator, ptr, size, stack);
 }
 
 static MP_NOINLINE void *
@@ -832,8 +834,8 @@ MP_HOT_TEXT("push")
 void *
 mp_capture_py_alloc_push(mp_thread_t *t, unsigned allocator, void *ptr, size_t size,
                          uint32_t stack) {
-    if (MP_UNLIKELY(!mp_ring_push_raw(t->ring, MP_EV_ALLOC, allocator, &mp_seq,
-                                      (uint64_t)(uintptr_t)ptr, size, stack)))
+    if (MP_UNLIKELY(!mp_ring_push_short(t->ring, MP_EV_ALLOC, allocator, &mp_seq,
+                                        (uint64_t)(uintptr_t)ptr, size, stack)))
         return alloc_push_long(t, allocator, ptr, size, stack);
     t->guard = 0;
     return ptr;
@@ -842,8 +844,8 @@ mp_capture_py_alloc_push(mp_thread_t *t, unsigned allocator, void *ptr, size_t s
 MP_HOT_TEXT("push")
 uint32_t
 mp_capture_py_free_push(mp_thread_t *t, unsigned allocator, const void *ptr, uint32_t stack) {
-    if (MP_UNLIKELY(!mp_ring_push_raw(t->ring, MP_EV_FREE, allocator, &mp_seq,
-                                      (uint64_t)(uintptr_t)ptr, 0, stack)))
+    if (MP_UNLIKELY(!mp_ring_push_short(t->ring, MP_EV_FREE, allocator, &mp_seq,
+                                        (uint64_t)(uintptr_t)ptr, 0, stack)))
         return free_push_long(t, allocator, ptr, stack);
     return stack;
 }

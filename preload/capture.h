@@ -48,8 +48,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "mp_thread_t.word == 1
  * ring; a ring's scratch, once mapped, stays for good (every later owner keeps it). */
 static inline void
 mp_thread_refresh(mp_thread_t *t) {
-    t->fast = t->status == mp_thread_active && t->frees_only == 0 && t->ring->scratch != NULL &&
-              t->ring->raw;
+    t->fast = t->status == mp_thread_active && t->frees_only == 0 && t->ring->scratch != NULL;
 }
 
 extern __thread mp_thread_t mp_thread __attribute__((tls_model("initial-exec")));

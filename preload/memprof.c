@@ -20,7 +20,6 @@
 #include "hooks.h"
 #include "pycode.h"
 #include "python.h"
-#include "ring.h"
 #include "stacks.h"
 #include "sys.h"
 #include "writer.h"
@@ -285,10 +284,6 @@ mp_start(void) {
     count_key_ok = pthread_key_create(&count_key, thread_ended) == 0;
     mp_lifecycle_thread_started(); /* the main thread */
     if (cfg.python && mp_pycode_init(CODE_SLOTS, CODE_ARENA) == 0) python_found = mp_python_init(1);
-    /* A Python process's rings carry raw records, which the writer encodes (ring.h): its hooked
-     * allocations run one thread at a time, leaving the writer a core. Before the first event,
-     * so that every ring is claimed so (the Python fast path needs one: mp_thread_refresh). */
-    mp_ring_set_raw(python_found);
     if (start_writer(0) != 0) goto out;
     mp_state_set(mp_state_running);
 out:

@@ -1,7 +1,7 @@
 /* ring.c - ring registry, claiming and the full-ring slow path (see ring.h for the contract).
  *
- * What this is not: the event encoder's short form (ring.h, mp_ring_encode; its long form is here,
- * and the writer's encoding of raw records, mp_ring_transcode) or the event builder (capture.c).
+ * What this is not: the event encoder's short form (ring.h, mp_ring_encode; its long form is here)
+ * or the event builder (capture.c).
  * Memory comes from mmap only, never malloc: these functions run inside interposed allocation
  * calls.
  */
@@ -14,12 +14,6 @@
 
 static mp_ring_t *registry;  /* head of the append-only list of rings */
 static uint32_t next_stream; /* stream ids, in claim order */
-static uint32_t raw_rings;   /* new rings carry raw records (mp_ring_set_raw) */
-
-void
-mp_ring_set_raw(int on) {
-    mp_store_relaxed(&raw_rings, on ? 1u : 0u);
-}
 
 static void
 kick_nothing(void) {}
@@ -56,7 +50,6 @@ mp_ring_claim(void) {
     if (!r) return NULL;
     r->bytes = (uint8_t *)(r + 1);
     r->mask = MP_RING_BYTES - 1;
-    r->raw = mp_load_relaxed(&raw_rings);
     start_empty(r);
     r->state = mp_ring_owned;
     r->stream = mp_fetch_add_relaxed(&next_stream, 1);
@@ -126,7 +119,7 @@ mp_ring_push_slow(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t *seq
     uint8_t *p = reserve_slow(r, abandon);
     if (!p) return -1;
     uint64_t seq = mp_ring_seq_slow(r, seqs);
-    publish_slow(r, mp_ring_put(r, p, kind, allocator, seq, ptr, size, stack));
+    publish_slow(r, mp_ring_encode(r, p, kind, allocator, seq, ptr, size, stack));
     return 0;
 }
 
@@ -134,11 +127,11 @@ uint64_t
 mp_ring_seq_slow(mp_ring_t *r, uint64_t *seqs) {
     /* Relaxed is enough: the order that matters is between the RMWs and loads of this one
      * counter, and coherence orders them consistently with happens-before (ring.h). */
-    if (mp_load_relaxed(seqs) == r->seq_end && r->seq_end - r->d.last_seq > MP_RING_SEQ_WINDOW)
-        return r->d.last_seq + 1;
+    if (mp_load_relaxed(seqs) == r->seq_end && r->seq_end - r->last_seq > MP_RING_SEQ_WINDOW)
+        return r->last_seq + 1;
     /* Contended (ring.h): the last reservation served one event only, and was a whole block, or
      * a single number that found another reservation since the ring's one before. */
-    int contended = r->seq_res_end != 0 && r->d.last_seq == r->seq_start &&
+    int contended = r->seq_res_end != 0 && r->last_seq == r->seq_start &&
                     (r->seq_res_end - r->seq_start > 1 || !r->seq_lonely);
     uint64_t k = contended ? 1 : MP_RING_SEQ_BLOCK;
     uint64_t base = __atomic_fetch_add(seqs, k, __ATOMIC_RELAXED);
@@ -158,92 +151,49 @@ put_other(uint8_t *p, unsigned kind, unsigned allocator, uint64_t z, uint64_t si
 }
 
 size_t
-mp_ring_encode_long(mp_ring_delta_t *s, uint8_t *p, unsigned kind, unsigned allocator, uint64_t seq,
+mp_ring_encode_long(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned allocator, uint64_t seq,
                     uint64_t ptr, uint64_t size, uint32_t stack) {
-    int same = mp_ring_same_stack(s, kind, stack);
+    int same = mp_ring_same_stack(r, kind, stack);
     /* The short form against the other base (FORMAT.md 5.12): a thread's pointers alternate
      * between two regions wherever pymalloc's arenas and the malloc heap serve it in turn (blocks
      * over 512 bytes go to malloc), 17% of the events of scripts/bench_py/mix.py and threads.py. */
     uint64_t z;
     size_t n;
-    if (mp_ring_short_fits(s, kind, seq, ptr - s->last_ptr2, size, stack, same, &z)) {
+    if (mp_ring_short_fits(r, kind, seq, ptr - r->last_ptr2, size, stack, same, &z)) {
         n = put_other(p, kind, allocator, z, size, same, stack);
     } else {
         uint8_t *q = p;
         *q++ = (uint8_t)(allocator << 3 | (unsigned)same << 2 | kind);
-        q += mp_pvarint_put(q, seq - s->last_seq);
-        q += mp_pvarint_put(q, mp_zigzag((int64_t)(ptr - s->last_ptr)));
+        q += mp_pvarint_put(q, seq - r->last_seq);
+        q += mp_pvarint_put(q, mp_zigzag((int64_t)(ptr - r->last_ptr)));
         if (kind == MP_EV_ALLOC) q += mp_pvarint_put(q, size);
         if (mp_ring_puts_stack(kind, same)) q += mp_pvarint_put(q, stack);
         n = (size_t)(q - p);
     }
     /* Either way the bases change places: the previous pointer becomes the other one. */
-    s->last_ptr2 = s->last_ptr;
-    mp_ring_advance(s, kind, seq, ptr, size, same, stack);
+    r->last_ptr2 = r->last_ptr;
+    mp_ring_advance(r, kind, seq, ptr, size, same, stack);
     return n;
 }
 
-/* Copy n bytes of r's storage from position pos (modulo its capacity) to out. */
-static void
-ring_read(const mp_ring_t *r, uint64_t pos, uint8_t *out, size_t n) {
-    mp_ring_copy(r, pos, pos + n, out);
-}
-
-size_t
-mp_ring_transcode(mp_ring_t *r, uint64_t *from, uint64_t to, uint8_t *out, size_t cap) {
-    /* The state and the storage's geometry in locals: the encoder's byte stores, which may alias
-     * anything, would otherwise make the compiler reload them at every event. */
-    mp_ring_delta_t st = r->wd;
-    const uint8_t *bytes = r->bytes;
-    const uint64_t mask = r->mask;
-    uint64_t pos = *from;
-    uint8_t *o = out, *end = out + cap - MP_RING_EVENT_MAX;
-    while (pos < to && o <= end) {
-        /* Only the record's own bytes are read: past them the producer may be writing. In
-         * place, unless the record may run past the end of the storage (it continues at its
-         * start: publish_slow). */
-        uint8_t rec[MP_RING_RAW_FULL_BYTES];
-        const uint8_t *q = bytes + (pos & mask);
-        int wraps = (pos & mask) + MP_RING_RAW_FULL_BYTES > mask + 1;
-        uint8_t tag;
-        if (__builtin_expect(wraps, 0))
-            ring_read(r, pos, &tag, 1);
-        else
-            tag = q[0];
-        size_t len = mp_ring_raw_len(tag);
-        if (len > to - pos) break; /* not a whole record: never, as records are published whole */
-        if (__builtin_expect(wraps, 0)) {
-            ring_read(r, pos, rec, len);
-            q = rec;
-        }
-        unsigned kind = tag >> 1 & 3u, allocator = tag >> 3 & 15u;
-        uint32_t stack, s32 = 0;
-        uint64_t ptr, size, seq;
-        if (__builtin_expect(tag & MP_RING_RAW_FULL, 0)) {
-            memcpy(&stack, q + 4, 4);
-            memcpy(&ptr, q + 8, 8);
-            memcpy(&size, q + 16, 8);
-            memcpy(&seq, q + 24, 8);
-        } else {
-            memcpy(&stack, q, 4);
-            stack >>= 8;
-            memcpy(&ptr, q + 4, 8);
-            if (kind == MP_EV_ALLOC) memcpy(&s32, q + 12, 4);
-            size = s32;
-            seq = st.last_seq + 1;
-        }
-        /* One copy of the encoder per common kind, each with its constants folded. */
-        if (kind == MP_EV_ALLOC)
-            o += mp_ring_encode(&st, o, MP_EV_ALLOC, allocator, seq, ptr, size, stack);
-        else if (kind == MP_EV_FREE)
-            o += mp_ring_encode(&st, o, MP_EV_FREE, allocator, seq, ptr, size, stack);
-        else
-            o += mp_ring_encode(&st, o, kind, allocator, seq, ptr, size, stack);
-        pos += len;
-    }
-    r->wd = st;
-    *from = pos;
-    return (size_t)(o - out);
+int
+mp_ring_push_other(mp_ring_t *r, unsigned kind, unsigned allocator, const uint64_t *seqs,
+                   uint64_t ptr, uint64_t size, uint32_t stack) {
+    uint64_t h = r->head;
+    if (!mp_ring_fast_ok(r, h, seqs)) return 0;
+    /* What mp_ring_encode would write: the short form against the previous pointer if it fits
+     * (then not here), else against the other base (mp_ring_encode_long's first case). */
+    uint64_t seq = r->last_seq + 1, z;
+    int same = mp_ring_same_stack(r, kind, stack);
+    if (mp_ring_short_fits(r, kind, seq, ptr - r->last_ptr, size, stack, same, &z) ||
+        !mp_ring_short_fits(r, kind, seq, ptr - r->last_ptr2, size, stack, same, &z))
+        return 0;
+    size_t n = put_other((uint8_t *)(r->wbase + h), kind, allocator, z, size, same, stack);
+    r->last_ptr2 = r->last_ptr;
+    mp_ring_advance(r, kind, seq, ptr, size, same, stack);
+    /* Release: as mp_ring_push. */
+    mp_store_release(&r->head, h + n);
+    return 1;
 }
 
 int
@@ -268,11 +218,12 @@ mp_ring_reset_after_fork(mp_ring_t *keep) {
     for (mp_ring_t *r = registry; r; r = r->next) {
         r->head = r->tail = r->tail_cache = r->limit = 0;
         r->notes_head = r->notes_tail = 0;
-        memset(&r->d, 0, sizeof r->d);
-        memset(&r->wd, 0, sizeof r->wd);
+        r->last_seq = r->last_ptr = r->last_ptr2 = r->alloc_bytes = 0;
         r->seq_start = r->seq_res_end = r->seq_lonely = 0;
         start_empty(r);
+        r->last_stack = 0;
         r->owner_tid = 0;
+        r->count[0] = r->count[1] = r->count[2] = 0;
         r->state = r == keep ? mp_ring_owned : mp_ring_free;
     }
 }

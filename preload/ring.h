@@ -1,13 +1,10 @@
 /* ring.h - bounded lock-free byte rings carrying events from interposed threads to the writer.
  *
- * Producer: the one thread that owns the ring (claimed with mp_ring_claim); never allocates. In a
- * native process it encodes each event where it happens, in the dump's own bytes (mp_ring_encode
- * below: a STREAM record's events, FORMAT.md 5.12, deltas against the ring's previous event), so
- * the writer only copies and checksums them: a fifth of the bytes of the 32-byte slot each event
- * used to take, and no encoding on the writer, whose time, with two cores and a program that
- * allocates on both, comes out of the program's. In a Python process, whose hooked allocations
- * run one thread at a time under the GIL, it stores raw records and the writer encodes them
- * (mp_ring_put_raw, mp_ring_transcode): a fixed layout to store is the cheaper half of the work.
+ * Producer: the one thread that owns the ring (claimed with mp_ring_claim); never allocates. It
+ * encodes each event where it happens, in the dump's own bytes (mp_ring_encode below: a STREAM
+ * record's events, FORMAT.md 5.12, deltas against the ring's previous event), so the writer only
+ * copies and checksums them. A fifth of the bytes of the 32-byte slot each event used to take, and
+ * no encoding on the writer: with two cores, the writer's time comes out of the program's.
  * Consumer: the writer thread only.
  *
  * What is not an event goes beside the bytes, in the ring's notes: a new owner's thread id and
@@ -31,11 +28,11 @@
 
 #include "format.h"
 
-/* Bytes of every ring (a power of two): some 160000 native events at 6-7 bytes each, or 75000
- * raw Python records of 12-16 (below), 4 to 8 ms of a thread that does nothing but allocate. Large
- * enough for the writer to wake every few milliseconds rather than every 0.1 ms (writer.c): with
- * 256 KiB rings it woke up to 10000 times a second, and on scripts/bench_py/churn.py its CPU time
- * was 40% higher. Touched only as far as a thread's events reach. */
+/* Bytes of every ring (a power of two): some 160000 Python events at 6-7 bytes each, about 8 ms
+ * of a thread that does nothing but allocate. Large enough for the writer to wake every few
+ * milliseconds rather than every 0.1 ms (writer.c): with 256 KiB rings it woke up to 10000 times
+ * a second, and on scripts/bench_py/churn.py its CPU time was 40% higher. Touched only as far
+ * as a thread's events reach. */
 #define MP_RING_BYTES (1u << 20)
 /* Room a producer needs before it writes an event: the longest event (head byte, four prefix
  * varints of at most 9 bytes) plus the 7 bytes the encoder's 8-byte stores may write past it. The
@@ -61,40 +58,29 @@ typedef struct mp_ring_note_s {
 
 enum { mp_ring_free = 0, mp_ring_owned = 1 };
 
-/* The delta state of a stream's encoder (mp_ring_encode): the bases of the next event and the
- * trailer's counters. The producer's (mp_ring_t.d) in a ring of dump bytes; the writer's
- * (mp_ring_t.wd) in a ring of raw records, which the writer encodes (below). */
-typedef struct mp_ring_delta_s {
-    uint64_t last_seq; /* delta bases of the next event: the last one's seq and ptr, */
-    uint64_t last_ptr;
-    uint32_t last_stack; /* and the last stack of an ALLOC or FREE */
-    uint32_t spare;
-    uint64_t alloc_bytes; /* sum of the ALLOC sizes encoded */
-    uint64_t count[3];    /* events encoded, by kind (MP_EV_*): relaxed, read by the writer */
-    uint64_t last_ptr2;   /* the other delta base of ptr (FORMAT.md 5.12), read on the long path */
-} mp_ring_delta_t;
-
 typedef struct mp_ring_s {
     /* Producer side: the owner writes these; the writer reads head, and the counters once, for
-     * the trailer. What every event touches is in the first cache line (d up to count[MP_EV_FREE]
-     * included); the slow path's and REALLOC_FAIL's fields follow. In a ring of raw records the
-     * producer keeps only d.last_seq and d.last_stack (for capture.c). */
+     * the trailer. What every event touches is in the first cache line (count[MP_EV_ALLOC] and
+     * count[MP_EV_FREE] included); the slow path's and REALLOC_FAIL's fields follow. */
     _Alignas(64) uint64_t head; /* bytes published; release-stored by the producer */
     uint64_t limit;             /* the last head at which the fast path may push (below) */
-    mp_ring_delta_t d;
-    uintptr_t wbase;      /* bytes less the lap's first position: the fast path writes at wbase
-                           * + head (ring.c's publish_slow keeps it for the lap head is in) */
-    uint64_t seq_end;     /* the end of the ring's block of numbers, or MP_RING_SEQ_NONE (below) */
-    uint32_t raw;         /* the ring carries raw records (mp_ring_claim, mp_ring_raw), for good */
+    uint64_t last_seq;          /* delta bases of the next event: the last one's seq and ptr, */
+    uint64_t last_ptr;
+    uint32_t last_stack;  /* and the last stack of an ALLOC or FREE */
     uint32_t notes_head;  /* notes published; release-stored by the producer */
+    uint64_t alloc_bytes; /* sum of the ALLOC sizes pushed */
+    uint64_t count[3];    /* events pushed, by kind (MP_EV_*): relaxed, read by the writer */
     uint64_t tail_cache;  /* producer's last view of tail (avoids sharing the line) */
+    uint64_t last_ptr2;   /* the other delta base of ptr (FORMAT.md 5.12), read on the long path */
+    uint64_t seq_end;     /* the end of the ring's block of numbers, or MP_RING_SEQ_NONE (below) */
     uint64_t seq_start;   /* the ring's last reservation of numbers: its first, */
     uint64_t seq_res_end; /* and its end (0: none yet) */
     uint32_t seq_lonely;  /* it found no other reservation since the ring's one before */
+    uintptr_t wbase;      /* bytes less the lap's first position: the fast path writes at wbase
+                           * + head (ring.c's publish_slow keeps it for the lap head is in) */
     /* Consumer side. */
     _Alignas(64) uint64_t tail; /* bytes drained; release-stored by the writer */
     uint32_t notes_tail;        /* notes drained; release-stored by the writer */
-    mp_ring_delta_t wd;         /* a ring of raw records: the writer's encoder state */
     /* Registry (immutable once published, except state). */
     _Alignas(64) struct mp_ring_s *next; /* next ring in the registry */
     uint32_t stream;                     /* stream id in the dump, 0-based, unique */
@@ -126,14 +112,14 @@ int mp_ring_push_slow(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t 
 
 /* mp_ring_encode's other cases (ring.c): the short form against the other base, else the long
  * form (prefix varints). */
-size_t mp_ring_encode_long(mp_ring_delta_t *s, uint8_t *p, unsigned kind, unsigned allocator,
+size_t mp_ring_encode_long(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned allocator,
                            uint64_t seq, uint64_t ptr, uint64_t size, uint32_t stack);
 
 /* Whether an event's stack is the stream's previous one (the head's bit 2; never for a
  * REALLOC_FAIL, which has no stack). */
 static inline int
-mp_ring_same_stack(const mp_ring_delta_t *s, unsigned kind, uint32_t stack) {
-    return kind != MP_EV_REALLOC_FAIL && stack == s->last_stack;
+mp_ring_same_stack(const mp_ring_t *r, unsigned kind, uint32_t stack) {
+    return kind != MP_EV_REALLOC_FAIL && stack == r->last_stack;
 }
 /* Whether the event writes its stack. */
 static inline int
@@ -154,10 +140,10 @@ mp_ring_out_of_reach(uint64_t d) {
  * base) is within reach (above; its zigzagged quotient in *z), an ALLOC's size has 16 bits and a
  * stack to write 24. Every test at once, with no branch but the caller's. */
 static inline int
-mp_ring_short_fits(const mp_ring_delta_t *s, unsigned kind, uint64_t seq, uint64_t d, uint64_t size,
+mp_ring_short_fits(const mp_ring_t *r, unsigned kind, uint64_t seq, uint64_t d, uint64_t size,
                    uint32_t stack, int same, uint64_t *z) {
     *z = mp_zigzag((int64_t)d >> 4); /* in 16-byte units */
-    uint64_t longer = (seq - s->last_seq - 1) | mp_ring_out_of_reach(d);
+    uint64_t longer = (seq - r->last_seq - 1) | mp_ring_out_of_reach(d);
     if (kind == MP_EV_ALLOC) longer |= size >> 16;
     if (mp_ring_puts_stack(kind, same)) longer |= stack >> 24;
     return longer == 0;
@@ -191,14 +177,14 @@ mp_ring_put_short(uint8_t *p, unsigned kind, unsigned allocator, uint32_t field,
 /* After an event, in either form: the delta state (seq, ptr, and the stack if it was written)
  * and the trailer's counters. */
 static inline void
-mp_ring_advance(mp_ring_delta_t *s, unsigned kind, uint64_t seq, uint64_t ptr, uint64_t size,
-                int same, uint32_t stack) {
+mp_ring_advance(mp_ring_t *r, unsigned kind, uint64_t seq, uint64_t ptr, uint64_t size, int same,
+                uint32_t stack) {
     if (kind == MP_EV_ALLOC)
-        __atomic_store_n(&s->alloc_bytes, s->alloc_bytes + size, __ATOMIC_RELAXED);
-    if (mp_ring_puts_stack(kind, same)) s->last_stack = stack;
-    s->last_seq = seq;
-    s->last_ptr = ptr;
-    __atomic_store_n(&s->count[kind], s->count[kind] + 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&r->alloc_bytes, r->alloc_bytes + size, __ATOMIC_RELAXED);
+    if (mp_ring_puts_stack(kind, same)) r->last_stack = stack;
+    r->last_seq = seq;
+    r->last_ptr = ptr;
+    __atomic_store_n(&r->count[kind], r->count[kind] + 1, __ATOMIC_RELAXED);
 }
 
 /* Producer: encode one event at p (where mp_ring_push puts it) as a STREAM record's event
@@ -215,97 +201,17 @@ mp_ring_advance(mp_ring_delta_t *s, unsigned kind, uint64_t seq, uint64_t ptr, u
  * - long: the rest (another thread took sequence numbers in between, a ptr far from both bases
  *   or not 16 bytes from them, a size of 64 KiB or more). */
 static inline size_t
-mp_ring_encode(mp_ring_delta_t *s, uint8_t *p, unsigned kind, unsigned allocator, uint64_t seq,
+mp_ring_encode(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned allocator, uint64_t seq,
                uint64_t ptr, uint64_t size, uint32_t stack) {
     uint64_t z;
-    int same = mp_ring_same_stack(s, kind, stack);
+    int same = mp_ring_same_stack(r, kind, stack);
     if (__builtin_expect(
-            !mp_ring_short_fits(s, kind, seq, ptr - s->last_ptr, size, stack, same, &z), 0))
-        return mp_ring_encode_long(s, p, kind, allocator, seq, ptr, size, stack);
+            !mp_ring_short_fits(r, kind, seq, ptr - r->last_ptr, size, stack, same, &z), 0))
+        return mp_ring_encode_long(r, p, kind, allocator, seq, ptr, size, stack);
     size_t n = mp_ring_put_short(p, kind, allocator, (uint32_t)z, size, same, stack);
-    mp_ring_advance(s, kind, seq, ptr, size, same, stack);
+    mp_ring_advance(r, kind, seq, ptr, size, same, stack);
     return n;
 }
-
-/* Raw records: what a ring with raw set carries instead of dump bytes (every ring of a Python
- * process: mp_ring_set_raw). The producer stores an event's fields as they are, with no delta
- * state to read or keep, and the writer encodes them (mp_ring_transcode) with its own state
- * (mp_ring_t.wd) into the same bytes mp_ring_encode would have written in place. The encoding's
- * cost moves to the writer's thread, on another core while the program's Python runs (the GIL
- * lets one thread at a time allocate through the Python hooks): on scripts/bench_py/threads.py the
- * Python fast path's push went from 42 to 25 instructions an event (python-frames.md 8.8). The
- * ring then carries 12 to 16 bytes an event, not 6 to 7.
- *
- * Little-endian, told apart by bit 0 of the first byte (the tag: bits 1-2 the kind, MP_EV_*, and
- * bits 3-6 the allocator, MP_ALLOC_*; bit 7 is 0):
- * - short (bit 0 clear): the seq is the previous record's + 1; bytes 0-3 hold the tag and, in
- *   bits 8-31, the stack; bytes 4-11 the ptr; an ALLOC's size in bytes 12-15 (16 bytes), a FREE
- *   ends there (12);
- * - full (bit 0 set, 32 bytes): the tag in bytes 0-3, the stack in 4-7, the ptr in 8-15, the size
- *   in 16-23, the seq in 24-31: any other event (a REALLOC_FAIL, a seq not the previous + 1, a
- *   size of 4 GiB or more, a stack id of 2^24 or more). */
-#define MP_RING_RAW_FULL 1u
-#define MP_RING_RAW_FULL_BYTES 32u
-/* Stack ids below this fit a short raw record's 24 bits; the Python fast path's pushes take only
- * such ids (capture.c: hot entries hold no others), so they need not test it. */
-#define MP_RING_SHORT_STACKS (1u << 24)
-
-/* A raw record's length, from its tag byte. */
-static inline size_t
-mp_ring_raw_len(uint8_t tag) {
-    if (tag & MP_RING_RAW_FULL) return MP_RING_RAW_FULL_BYTES;
-    return (tag >> 1 & 3u) == MP_EV_ALLOC ? 16 : 12;
-}
-
-/* Write one event as a raw record at p; returns its length. The producer's state: d.last_seq,
- * and d.last_stack (capture.c's hot_others reads it). */
-static inline size_t
-mp_ring_put_raw(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned allocator, uint64_t seq,
-                uint64_t ptr, uint64_t size, uint32_t stack) {
-    uint32_t tag = allocator << 3 | kind << 1;
-    size_t n;
-    int big = kind == MP_EV_ALLOC && size >> 32 != 0;
-    if (seq == r->d.last_seq + 1 && kind != MP_EV_REALLOC_FAIL && stack < MP_RING_SHORT_STACKS &&
-        !big) {
-        uint32_t w = stack << 8 | tag, s32 = (uint32_t)size;
-        __builtin_memcpy(p, &w, 4);
-        __builtin_memcpy(p + 4, &ptr, 8);
-        n = 12;
-        if (kind == MP_EV_ALLOC) {
-            __builtin_memcpy(p + 12, &s32, 4);
-            n = 16;
-        }
-    } else {
-        uint32_t w = tag | MP_RING_RAW_FULL;
-        __builtin_memcpy(p, &w, 4);
-        __builtin_memcpy(p + 4, &stack, 4);
-        __builtin_memcpy(p + 8, &ptr, 8);
-        __builtin_memcpy(p + 16, &size, 8);
-        __builtin_memcpy(p + 24, &seq, 8);
-        n = MP_RING_RAW_FULL_BYTES;
-    }
-    r->d.last_seq = seq;
-    if (kind != MP_EV_REALLOC_FAIL) r->d.last_stack = stack;
-    return n;
-}
-
-/* An event at p, as the ring carries it: a raw record or dump bytes. */
-static inline size_t
-mp_ring_put(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned allocator, uint64_t seq, uint64_t ptr,
-            uint64_t size, uint32_t stack) {
-    if (r->raw) return mp_ring_put_raw(r, p, kind, allocator, seq, ptr, size, stack);
-    return mp_ring_encode(&r->d, p, kind, allocator, seq, ptr, size, stack);
-}
-
-/* Rings claimed from now on carry raw records (on) or dump bytes. Set once, before the first
- * event (memprof.c's constructor): a ring keeps its kind for good. */
-void mp_ring_set_raw(int on);
-
-/* Consumer: encode a raw ring's records from *from up to to (whole records) as a STREAM record's
- * events at out, with the writer's delta state r->wd, stopping before the next event could
- * exceed cap bytes; advances *from past the records encoded and returns the bytes written (cap
- * must be at least MP_RING_EVENT_MAX). */
-size_t mp_ring_transcode(mp_ring_t *r, uint64_t *from, uint64_t to, uint8_t *out, size_t cap);
 
 /* Sequence numbers (FORMAT.md 6) come in blocks. A ring reserves MP_RING_SEQ_BLOCK numbers at a
  * time from the process-wide counter *seqs (one fetch_add, which leaves *seqs at the block's end,
@@ -364,7 +270,8 @@ uint64_t mp_ring_seq_slow(mp_ring_t *r, uint64_t *seqs);
  * folds away. Everything else (the room check with a fresh tail and the wait, the copy of an
  * event that ran into the slack, the kick and a new limit, a new block of numbers) is
  * mp_ring_push_slow's, once per MP_RING_KICK_BYTES or so, and once per turn of a thread.
- * mp_ring_fast_ok is that test, with head h (every fast push: this and mp_ring_push_raw). */
+ * mp_ring_fast_ok is that test, with head h (every fast push: this, mp_ring_push_short and
+ * mp_ring_push_other). */
 static inline int
 mp_ring_fast_ok(const mp_ring_t *r, uint64_t h, const uint64_t *seqs) {
     /* Relaxed: the argument above needs only coherence. */
@@ -377,41 +284,65 @@ mp_ring_push(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t *seqs, ui
     uint64_t h = r->head;
     if (!mp_ring_fast_ok(r, h, seqs))
         return mp_ring_push_slow(r, kind, allocator, seqs, ptr, size, stack, abandon);
-    uint64_t seq = r->d.last_seq + 1;
+    uint64_t seq = r->last_seq + 1;
     /* bytes + (h & mask): no fast path runs across the end of the storage (above). */
-    size_t n = mp_ring_put(r, (uint8_t *)(r->wbase + h), kind, allocator, seq, ptr, size, stack);
+    size_t n = mp_ring_encode(r, (uint8_t *)(r->wbase + h), kind, allocator, seq, ptr, size, stack);
     /* Release: the writer that sees the new head sees the event's bytes. */
     __atomic_store_n(&r->head, h + n, __ATOMIC_RELEASE);
     return 0;
 }
 
-/* The Python fast path's push (capture.c's mp_capture_py_*_push), into a raw ring: an ALLOC or a
- * FREE as a short raw record, with room and a number at hand; 0 and nothing written otherwise
- * (the caller then takes mp_ring_push, which writes what it would have, or a full record). stack
- * is below MP_RING_SHORT_STACKS (the caller's guarantee). No call on any path; two loads and
- * compares, the stores and the state's two fields. tests/unit/test_ring.c's
- * raw_push_writes_what_push_writes compares it with mp_ring_push byte for byte. */
+/* Stack ids below this fit the short form's 3 bytes; the Python fast path's pushes take only such
+ * ids (capture.c: hot entries hold no others), so they need not test it. */
+#define MP_RING_SHORT_STACKS (1u << 24)
+
+/* The Python fast path's push (capture.c's mp_capture_py_*_push): the short form only, with room
+ * and a number at hand; 0 and nothing written otherwise (the caller then takes mp_ring_push, which
+ * writes what it would have). stack is below MP_RING_SHORT_STACKS (the caller's guarantee). No
+ * call on any path, and fewer values live at once than in mp_ring_push's short case.
+ *
+ * The same test as mp_ring_short_fits, less the number's (the block's numbers are consecutive)
+ * and the stack's (the caller's guarantee). And two straight paths for a stack written or not,
+ * each with its head byte and length as constants, rather than the flag computed and tested
+ * twice. Its head byte, stack and state are mp_ring_put_short's and mp_ring_advance's written out
+ * (calling them in each path costs 2 to 3 instructions more with GCC 12);
+ * tests/unit/test_ring.c's short_push_writes_what_push_writes compares them byte for byte. */
 static inline int
-mp_ring_push_raw(mp_ring_t *r, unsigned kind, unsigned allocator, const uint64_t *seqs,
-                 uint64_t ptr, uint64_t size, uint32_t stack) {
+mp_ring_push_short(mp_ring_t *r, unsigned kind, unsigned allocator, const uint64_t *seqs,
+                   uint64_t ptr, uint64_t size, uint32_t stack) {
     uint64_t h = r->head;
     if (!mp_ring_fast_ok(r, h, seqs)) return 0;
-    if (kind == MP_EV_ALLOC && __builtin_expect(size >> 32 != 0, 0)) return 0;
+    uint64_t d = ptr - r->last_ptr;
+    uint64_t longer = mp_ring_out_of_reach(d);
+    if (kind == MP_EV_ALLOC) longer |= size >> 16;
+    if (__builtin_expect(longer != 0, 0)) return 0;
     uint8_t *p = (uint8_t *)(r->wbase + h);
-    uint32_t w = stack << 8 | allocator << 3 | kind << 1;
-    __builtin_memcpy(p, &w, 4);
-    __builtin_memcpy(p + 4, &ptr, 8);
-    size_t n = 12;
-    if (kind == MP_EV_ALLOC) {
-        uint32_t s32 = (uint32_t)size;
-        __builtin_memcpy(p + 12, &s32, 4);
-        n = 16;
+    size_t n = mp_ring_put_fields(p, kind, (uint32_t)mp_zigzag((int64_t)d >> 4), size);
+    uint8_t head = (uint8_t)(0x80u | allocator << 3 | kind);
+    if (stack == r->last_stack) {
+        p[0] = (uint8_t)(head | 4u);
+    } else {
+        p[0] = head;
+        __builtin_memcpy(p + n, &stack, 4);
+        r->last_stack = stack;
+        n += 3;
     }
-    r->d.last_seq = r->d.last_seq + 1;
-    r->d.last_stack = stack;
+    if (kind == MP_EV_ALLOC)
+        __atomic_store_n(&r->alloc_bytes, r->alloc_bytes + size, __ATOMIC_RELAXED);
+    r->last_seq = r->last_seq + 1;
+    r->last_ptr = ptr;
+    __atomic_store_n(&r->count[kind], r->count[kind] + 1, __ATOMIC_RELAXED);
     __atomic_store_n(&r->head, h + n, __ATOMIC_RELEASE);
     return 1;
 }
+
+/* The same for an event whose pointer mp_ring_push_short found too far from the previous one, or
+ * not 16 bytes from it (ring.c): the short form against the other base, where a thread's pointers
+ * alternate between pymalloc's arenas and the malloc heap (mp_ring_encode_long's first case, some
+ * 13% of the events of scripts/bench_py/mix.py), without mp_ring_push's generic encoding; 0 and
+ * nothing written otherwise (the caller then takes mp_ring_push). */
+int mp_ring_push_other(mp_ring_t *r, unsigned kind, unsigned allocator, const uint64_t *seqs,
+                       uint64_t ptr, uint64_t size, uint32_t stack);
 
 /* Producer: post a note at the current head (waiting while every note is taken, unless *abandon
  * is set: then -1 and nothing is posted). 0 when posted. */

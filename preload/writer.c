@@ -279,27 +279,16 @@ emit_sample(uint64_t now) {
 
 /* ---- draining rings ---------------------------------------------------------------------- */
 
-/* Bytes [from, to) of r's events as STREAM records (FORMAT.md 5.12). Dump bytes, which the
- * producers wrote in the record's own encoding, are copied as they are, in one record (at most a
- * ring's worth, which fits an empty chunk); raw records (ring.h) are encoded here, with the
- * writer's delta state, a scratch buffer's worth per record. */
+/* Bytes [from, to) of r's events as one STREAM record (FORMAT.md 5.12): the producers wrote them
+ * in the record's own encoding, so they are copied as they are. At most a ring's worth, which
+ * fits an empty chunk. */
 static void
-put_stream(mp_ring_t *r, uint64_t from, uint64_t to) {
+put_stream(const mp_ring_t *r, uint64_t from, uint64_t to) {
     if (from == to) return;
-    if (!r->raw) {
-        uint8_t *p = record_begin(MP_REC_STREAM, varint_len(r->stream) + (size_t)(to - from));
-        p += mp_varint_put(p, r->stream);
-        mp_ring_copy(r, from, to, p);
-        record_end(p + (to - from));
-        return;
-    }
-    while (from < to) {
-        uint8_t *p = W.scratch + mp_varint_put(W.scratch, r->stream);
-        uint64_t at = from;
-        p += mp_ring_transcode(r, &from, to, p, SCRATCH_CAP - (size_t)(p - W.scratch));
-        if (from == at) break; /* no whole record: cannot happen (ring.h) */
-        put_record(MP_REC_STREAM, W.scratch, (size_t)(p - W.scratch));
-    }
+    uint8_t *p = record_begin(MP_REC_STREAM, varint_len(r->stream) + (size_t)(to - from));
+    p += mp_varint_put(p, r->stream);
+    mp_ring_copy(r, from, to, p);
+    record_end(p + (to - from));
 }
 
 static void
@@ -354,17 +343,15 @@ refresh_modules(uint64_t now, int force) {
     mp_modules_refresh(emit_module, NULL);
 }
 
-/* The trailer's totals: what the encoders counted (the producers, or the writer for raw rings). */
+/* The trailer's totals: what the producers counted as they pushed (ring.h). */
 static void
 count_events(void) {
     W.allocs = W.frees = W.events = W.alloc_bytes = 0;
     for (mp_ring_t *r = mp_ring_first(); r; r = r->next) {
-        /* The producer's counters, or in a raw ring the writer's own (the other are 0). */
-        const mp_ring_delta_t *d = r->raw ? &r->wd : &r->d;
-        W.allocs += mp_load_relaxed(&d->count[MP_EV_ALLOC]);
-        W.frees += mp_load_relaxed(&d->count[MP_EV_FREE]);
-        W.events += mp_load_relaxed(&d->count[MP_EV_REALLOC_FAIL]);
-        W.alloc_bytes += mp_load_relaxed(&d->alloc_bytes);
+        W.allocs += mp_load_relaxed(&r->count[MP_EV_ALLOC]);
+        W.frees += mp_load_relaxed(&r->count[MP_EV_FREE]);
+        W.events += mp_load_relaxed(&r->count[MP_EV_REALLOC_FAIL]);
+        W.alloc_bytes += mp_load_relaxed(&r->alloc_bytes);
     }
     W.events += W.allocs + W.frees;
 }

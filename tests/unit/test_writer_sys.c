@@ -420,17 +420,10 @@ sw_make(sw_event_t *e, uint64_t i, uint64_t *seed) {
                                              : (uint32_t)((x >> 22) % 70000);
 }
 
-/* Two rings' events, owner changes and markers, pushed with the writer running, come out of the
- * dump in order and in place, decoded by FORMAT.md 5.12's rules; rings of dump bytes (raw 0) or
- * of raw records, which the writer encodes (raw 1, ring.h). */
-static void
-stream_records_carry_every_event_and_note(int raw) {
+Test(writer_sys, stream_records_carry_every_event_and_note_in_place, .timeout = 30) {
     int fd = open_dump();
     cr_assert_eq(start(fd, 1 << 30), 0);
-    mp_ring_set_raw(raw);
     mp_ring_t *r[2] = {claim(), claim()};
-    mp_ring_set_raw(0);
-    cr_assert(r[0]->raw == (uint32_t)raw && r[1]->raw == (uint32_t)raw);
     uint64_t seed = 12345, n[2] = {0, 0}, marks = 0;
     uint64_t mark_after[64]; /* marker k follows event mark_after[k] of stream 0 */
     for (uint64_t i = 0; i < SW_EVENTS; i++) {
@@ -443,7 +436,7 @@ stream_records_carry_every_event_and_note(int raw) {
                                       (uint32_t)e->stack, &mp_abandon),
                          0);
             /* The number it took (from its ring's block, ring.h): the stream must carry it. */
-            e->seq = r[k]->d.last_seq;
+            e->seq = r[k]->last_seq;
             n[k]++;
         }
         if (i % 4000 == 1999 && marks < 64) {
@@ -569,14 +562,6 @@ stream_records_carry_every_event_and_note(int raw) {
     cr_assert_gt(seq1, 0, "no event used the short form");
     free(buf);
     unlink(dump_path);
-}
-
-Test(writer_sys, stream_records_carry_every_event_and_note_in_place, .timeout = 30) {
-    stream_records_carry_every_event_and_note(0);
-}
-
-Test(writer_sys, raw_records_are_encoded_by_the_writer, .timeout = 30) {
-    stream_records_carry_every_event_and_note(1);
 }
 
 /* ---- regressions: bugs these tests found, since fixed ---------------------------------
