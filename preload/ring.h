@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "atomics.h"
 #include "format.h"
 
 /* Bytes of every ring (a power of two): some 160000 Python events at 6-7 bytes each, about 8 ms
@@ -179,12 +180,11 @@ mp_ring_put_short(uint8_t *p, unsigned kind, unsigned allocator, uint32_t field,
 static inline void
 mp_ring_advance(mp_ring_t *r, unsigned kind, uint64_t seq, uint64_t ptr, uint64_t size, int same,
                 uint32_t stack) {
-    if (kind == MP_EV_ALLOC)
-        __atomic_store_n(&r->alloc_bytes, r->alloc_bytes + size, __ATOMIC_RELAXED);
+    if (kind == MP_EV_ALLOC) mp_owner_add(&r->alloc_bytes, size);
     if (mp_ring_puts_stack(kind, same)) r->last_stack = stack;
     r->last_seq = seq;
     r->last_ptr = ptr;
-    __atomic_store_n(&r->count[kind], r->count[kind] + 1, __ATOMIC_RELAXED);
+    mp_owner_add(&r->count[kind], 1);
 }
 
 /* Producer: encode one event at p (where mp_ring_push puts it) as a STREAM record's event
@@ -327,11 +327,10 @@ mp_ring_push_short(mp_ring_t *r, unsigned kind, unsigned allocator, const uint64
         r->last_stack = stack;
         n += 3;
     }
-    if (kind == MP_EV_ALLOC)
-        __atomic_store_n(&r->alloc_bytes, r->alloc_bytes + size, __ATOMIC_RELAXED);
+    if (kind == MP_EV_ALLOC) mp_owner_add(&r->alloc_bytes, size);
     r->last_seq = r->last_seq + 1;
     r->last_ptr = ptr;
-    __atomic_store_n(&r->count[kind], r->count[kind] + 1, __ATOMIC_RELAXED);
+    mp_owner_add(&r->count[kind], 1);
     __atomic_store_n(&r->head, h + n, __ATOMIC_RELEASE);
     return 1;
 }
