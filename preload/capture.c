@@ -617,9 +617,9 @@ python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
         ts = mp_pyframes_tstate_fam(t->self, fam);
     }
     if (!ts) return 0;
-    /* A family's fast path runs only while t->fast, which says that the memo is mapped: no
-     * test (2 instructions an event). */
-    memo_area_t *a = fam == MP_PYFAM_ANY ? area_of(r) : r->scratch;
+    /* A family's fast path runs only while t->fast, which says that the memo is mapped (and
+     * t->memo is it): no test (2 instructions an event). */
+    memo_area_t *a = fam == MP_PYFAM_ANY ? area_of(r) : (memo_area_t *)t->memo;
     if (fam == MP_PYFAM_ANY && !a) return 0;
     const int entry = mp_pykey_entry(native);
     uint32_t gen = mp_load_relaxed(&mp_pycode_gen);
@@ -793,7 +793,6 @@ mp_capture_py_fast(mp_thread_t *t, unsigned kind, unsigned allocator, const void
  * it). 0 in any other case: the caller starts over with mp_capture_py_fast. */
 uint32_t
 mp_capture_py_hot(const mp_thread_t *t, int fam) {
-    const mp_ring_t *r = t->ring; /* fast: active, its own ring, kept */
     const uint8_t *ts;
     if (!mp_pyfam_gil_holder(fam)) {
         const uint8_t *const *slot = t->py_tls;
@@ -803,8 +802,8 @@ mp_capture_py_hot(const mp_thread_t *t, int fam) {
         ts = mp_pyframes_tstate_held(t->self, fam);
     }
     if (MP_UNLIKELY(!ts)) return 0;
-    uint32_t set; /* a miss of any kind is the caller's */
-    return hot_first(r->scratch, ts, fam, mp_pykey_entry(0), mp_load_relaxed(&mp_pycode_gen), &set);
+    uint32_t set; /* a miss of any kind is the caller's; fast: t->memo is the ring's memo */
+    return hot_first(t->memo, ts, fam, mp_pykey_entry(0), mp_load_relaxed(&mp_pycode_gen), &set);
 }
 
 /* The pushes' other forms, out of line, jumped to: the fast ones then keep nothing past a call.

@@ -31,6 +31,7 @@ typedef struct mp_thread_s {
     int frees_only;  /* > 0: record frees but not allocations (memprof's own Python calls) */
     mp_ring_t *ring; /* owned ring (status == mp_thread_active) */
     uintptr_t self;  /* pthread_self(), set with ring */
+    void *memo;      /* while fast, ring->scratch (capture.c's memo): one load the fewer an event */
     /* Python stack inherited from the thread that created this one (thread_start.c): used
      * while this thread runs no Python code of its own. Points into the stack table. */
     const uint64_t *inherit;
@@ -44,11 +45,12 @@ enum { mp_thread_new = 0, mp_thread_active = 1, mp_thread_exited = 2 };
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "mp_thread_t.word == 1 reads fast first");
 
 /* After a change of t's status or frees_only, or once its ring's scratch mapping (capture.c's
- * memo) is in place: the fast path reads the memo without testing for it. An active thread has a
- * ring; a ring's scratch, once mapped, stays for good (every later owner keeps it). */
+ * memo) is in place: the fast path reads the memo (t->memo) without testing for it. An active
+ * thread has a ring; a ring's scratch, once mapped, stays for good (every later owner keeps it). */
 static inline void
 mp_thread_refresh(mp_thread_t *t) {
     t->fast = t->status == mp_thread_active && t->frees_only == 0 && t->ring->scratch != NULL;
+    t->memo = t->fast ? t->ring->scratch : NULL;
 }
 
 extern __thread mp_thread_t mp_thread __attribute__((tls_model("initial-exec")));
