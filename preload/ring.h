@@ -312,12 +312,16 @@ mp_ring_push_short(mp_ring_t *r, unsigned kind, unsigned allocator, const uint64
                    uint64_t ptr, uint64_t size, uint32_t stack) {
     uint64_t h = r->head;
     if (!mp_ring_fast_ok(r, h, seqs)) return 0;
+    /* The size's test on its own, a compare: folded into the reach's (a shift and an or) it
+     * kept one more value live, which cost a saved register (4 instructions an ALLOC). */
+    if (kind == MP_EV_ALLOC && __builtin_expect(size > 0xffff, 0)) return 0;
     uint64_t d = ptr - r->last_ptr;
-    uint64_t longer = mp_ring_out_of_reach(d);
-    if (kind == MP_EV_ALLOC) longer |= size >> 16;
-    if (__builtin_expect(longer != 0, 0)) return 0;
+    if (__builtin_expect(mp_ring_out_of_reach(d) != 0, 0)) return 0;
     uint8_t *p = (uint8_t *)(r->wbase + h);
-    size_t n = mp_ring_put_fields(p, kind, (uint32_t)mp_zigzag((int64_t)d >> 4), size);
+    /* The zigzag of d / 16, as (d >> 3) ^ (d >> 63): the same, d being a multiple of 16 (in
+     * reach), with one shift fewer than mp_zigzag's ((d >> 4) << 1) ^ (d >> 63). */
+    uint32_t z = (uint32_t)((uint64_t)((int64_t)d >> 3) ^ (uint64_t)((int64_t)d >> 63));
+    size_t n = mp_ring_put_fields(p, kind, z, size);
     uint8_t head = (uint8_t)(0x80u | allocator << 3 | kind);
     if (stack == r->last_stack) {
         p[0] = (uint8_t)(head | 4u);
