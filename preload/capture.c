@@ -826,35 +826,34 @@ push_long(mp_thread_t *t, unsigned kind, unsigned allocator, const void *ptr, si
 }
 
 static MP_NOINLINE void *
-alloc_push_long(mp_thread_t *t, unsigned allocator, void *ptr, size_t size, uint32_t stack) {
-    push_long(t, MP_EV_ALLOC, allocator, ptr, size, stack);
+alloc_push_long(mp_thread_t *t, unsigned head, void *ptr, size_t size, uint32_t stack) {
+    push_long(t, MP_EV_ALLOC, mp_ring_head_allocator(head), ptr, size, stack);
     t->guard = 0;
     return ptr;
 }
 
 static MP_NOINLINE uint32_t
-free_push_long(mp_thread_t *t, unsigned allocator, const void *ptr, uint32_t stack) {
-    push_long(t, MP_EV_FREE, allocator, ptr, 0, stack);
+free_push_long(mp_thread_t *t, unsigned head, const void *ptr, uint32_t stack) {
+    push_long(t, MP_EV_FREE, mp_ring_head_allocator(head), ptr, 0, stack);
     return stack;
 }
 
 MP_HOT_TEXT("push")
 void *
-mp_capture_py_alloc_push(mp_thread_t *t, unsigned allocator, void *ptr, size_t size,
-                         uint32_t stack) {
-    if (MP_UNLIKELY(!mp_ring_push_short(t->ring, MP_EV_ALLOC, allocator, &mp_seq,
+mp_capture_py_alloc_push(mp_thread_t *t, unsigned head, void *ptr, size_t size, uint32_t stack) {
+    if (MP_UNLIKELY(!mp_ring_push_short(t->ring, MP_EV_ALLOC, head, &mp_seq,
                                         (uint64_t)(uintptr_t)ptr, size, stack)))
-        return alloc_push_long(t, allocator, ptr, size, stack);
+        return alloc_push_long(t, head, ptr, size, stack);
     t->guard = 0;
     return ptr;
 }
 
 MP_HOT_TEXT("push")
 uint32_t
-mp_capture_py_free_push(mp_thread_t *t, unsigned allocator, const void *ptr, uint32_t stack) {
-    if (MP_UNLIKELY(!mp_ring_push_short(t->ring, MP_EV_FREE, allocator, &mp_seq,
+mp_capture_py_free_push(mp_thread_t *t, unsigned head, const void *ptr, uint32_t stack) {
+    if (MP_UNLIKELY(!mp_ring_push_short(t->ring, MP_EV_FREE, head, &mp_seq,
                                         (uint64_t)(uintptr_t)ptr, 0, stack)))
-        return free_push_long(t, allocator, ptr, stack);
+        return free_push_long(t, head, ptr, stack);
     return stack;
 }
 

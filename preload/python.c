@@ -132,40 +132,41 @@ dom_allocator(const domain_t *d, int dom) {
  * or none; anything else goes to slow_*, which start over with mp_capture_py_fast. An ALLOC's
  * ends the guard and returns the block: the hooks jump to it. */
 #define FAST_FNS(sfx, fam)                                                                         \
-    static MP_NOINLINE MP_FLATTEN void *slow_alloc_##sfx(mp_thread_t *t, unsigned a, void *p,      \
+    static MP_NOINLINE MP_FLATTEN void *slow_alloc_##sfx(mp_thread_t *t, unsigned hd, void *p,     \
                                                          size_t n) {                               \
-        mp_capture_py_fast(t, MP_EV_ALLOC, a, p, n, fam);                                          \
+        mp_capture_py_fast(t, MP_EV_ALLOC, mp_ring_head_allocator(hd), p, n, fam);                 \
         t->guard = 0;                                                                              \
         return p;                                                                                  \
     }                                                                                              \
-    static MP_NOINLINE MP_FLATTEN uint32_t slow_free_##sfx(mp_thread_t *t, unsigned a, void *p) {  \
-        return mp_capture_py_fast(t, MP_EV_FREE, a, p, 0, fam);                                    \
+    static MP_NOINLINE MP_FLATTEN uint32_t slow_free_##sfx(mp_thread_t *t, unsigned hd, void *p) { \
+        return mp_capture_py_fast(t, MP_EV_FREE, mp_ring_head_allocator(hd), p, 0, fam);           \
     }                                                                                              \
     static MP_NOINLINE MP_FLATTEN MP_HOT_TEXT(#sfx) void *fast_alloc_##sfx(                        \
-        mp_thread_t *t, unsigned a, void *p, size_t n) {                                           \
+        mp_thread_t *t, unsigned hd, void *p, size_t n) {                                          \
         uint32_t id = mp_capture_py_hot(t, fam);                                                   \
-        if (MP_UNLIKELY(id == 0)) return slow_alloc_##sfx(t, a, p, n);                             \
-        return mp_capture_py_alloc_push(t, a, p, n, id);                                           \
+        if (MP_UNLIKELY(id == 0)) return slow_alloc_##sfx(t, hd, p, n);                            \
+        return mp_capture_py_alloc_push(t, hd, p, n, id);                                          \
     }                                                                                              \
     static MP_NOINLINE MP_FLATTEN MP_HOT_TEXT(#sfx)                                                \
-        uint32_t fast_free_##sfx(mp_thread_t *t, unsigned a, void *p) {                            \
+        uint32_t fast_free_##sfx(mp_thread_t *t, unsigned hd, void *p) {                           \
         uint32_t id = mp_capture_py_hot(t, fam);                                                   \
-        if (MP_UNLIKELY(id == 0)) return slow_free_##sfx(t, a, p);                                 \
-        return mp_capture_py_free_push(t, a, p, id);                                               \
+        if (MP_UNLIKELY(id == 0)) return slow_free_##sfx(t, hd, p);                                \
+        return mp_capture_py_free_push(t, hd, p, id);                                              \
     }
 /* The hook templates below take the family's pair (FAST_FNS, instantiated by HOOKS). */
-typedef void *(*fast_alloc_fn)(mp_thread_t *t, unsigned a, void *p, size_t n);
-typedef uint32_t (*fast_free_fn)(mp_thread_t *t, unsigned a, void *p);
+typedef void *(*fast_alloc_fn)(mp_thread_t *t, unsigned hd, void *p, size_t n);
+typedef uint32_t (*fast_free_fn)(mp_thread_t *t, unsigned hd, void *p);
 
 /* After the wrapped call of a fast ALLOC (malloc, calloc, realloc of NULL) returned p: its event
- * (fa ends the guard), or, when the call failed, only the guard's end. */
+ * (fa ends the guard), or, when the call failed, only the guard's end. hd: the event's head byte
+ * (ring.h's mp_ring_short_head), which the fast path takes for the allocator. */
 static MP_ALWAYS_INLINE void *
-alloc_done(mp_thread_t *t, unsigned a, void *p, size_t n, fast_alloc_fn fa) {
+alloc_done(mp_thread_t *t, unsigned hd, void *p, size_t n, fast_alloc_fn fa) {
     if (MP_UNLIKELY(!p)) {
         t->guard = 0;
         return p;
     }
-    return fa(t, a, p, n);
+    return fa(t, hd, p, n);
 }
 
 static MP_ALWAYS_INLINE void *
@@ -174,7 +175,8 @@ hook_malloc_t(void *ctx, size_t n, int fam, int dom, fast_alloc_fn fa) {
     mp_thread_t *t = &mp_thread;
     if (!fast(t, fam)) return hook_malloc_gen(ctx, n, fam);
     t->guard = 1;
-    return alloc_done(t, dom_allocator(d, dom), d->orig.malloc(d->orig.ctx, n), n, fa);
+    return alloc_done(t, mp_ring_short_head(MP_EV_ALLOC, dom_allocator(d, dom)),
+                      d->orig.malloc(d->orig.ctx, n), n, fa);
 }
 
 static MP_NOINLINE void *
@@ -199,7 +201,8 @@ hook_calloc_t(void *ctx, size_t n, size_t m, int fam, fast_alloc_fn fa) {
     if (!fast(t, fam) || __builtin_mul_overflow(n, m, &total))
         return hook_calloc_gen(ctx, n, m, fam);
     t->guard = 1;
-    return alloc_done(t, d->allocator, d->orig.calloc(d->orig.ctx, n, m), total, fa);
+    return alloc_done(t, mp_ring_short_head(MP_EV_ALLOC, d->allocator),
+                      d->orig.calloc(d->orig.ctx, n, m), total, fa);
 }
 
 static MP_NOINLINE void *
@@ -228,14 +231,15 @@ hook_realloc_t(void *ctx, void *p, size_t n, int fam, fast_alloc_fn fa, fast_fre
     if (!fast(t, fam)) return hook_realloc_gen(ctx, p, n, fam);
     t->guard = 1;
     unsigned a = d->allocator;
-    if (!p) return alloc_done(t, a, d->orig.realloc(d->orig.ctx, NULL, n), n, fa);
-    uint32_t stack = ff(t, a, p);
+    unsigned ha = mp_ring_short_head(MP_EV_ALLOC, a);
+    if (!p) return alloc_done(t, ha, d->orig.realloc(d->orig.ctx, NULL, n), n, fa);
+    uint32_t stack = ff(t, mp_ring_short_head(MP_EV_FREE, a), p);
     void *q = d->orig.realloc(d->orig.ctx, p, n);
     /* The ALLOC through the fast ALLOC's push (no copy of the encoder here: python-frames.md
      * 8.4), which ends the guard; a stack found on the slow path may be too large for it (ring.h:
      * MP_RING_SHORT_STACKS). */
     if (MP_LIKELY(q != NULL && stack < MP_RING_SHORT_STACKS))
-        return mp_capture_py_alloc_push(t, a, q, n, stack);
+        return mp_capture_py_alloc_push(t, ha, q, n, stack);
     if (q)
         mp_capture_py_push(t, MP_EV_ALLOC, a, q, n, stack);
     else
@@ -279,7 +283,7 @@ hook_free_t(void *ctx, void *p, int fam, int dom, fast_free_fn ff) {
         return;
     }
     t->guard = 1;
-    ff(t, dom_allocator(d, dom), p);
+    ff(t, mp_ring_short_head(MP_EV_FREE, dom_allocator(d, dom)), p);
     d->orig.free(d->orig.ctx, p);
     t->guard = 0;
 }

@@ -741,7 +741,8 @@ Test(ring, short_push_writes_what_push_writes, .timeout = 30) {
         cr_assert_eq(mp_ring_push(a, kind, allocator, &seqs_a, ptr, size, stack, &alone), 0);
         /* As its callers (capture.c), only stacks below MP_RING_SHORT_STACKS. */
         if (stack < MP_RING_SHORT_STACKS &&
-            mp_ring_push_short(b, kind, allocator, &seqs_b, ptr, size, stack)) {
+            mp_ring_push_short(b, kind, mp_ring_short_head(kind, allocator), &seqs_b, ptr, size,
+                               stack)) {
             shorts++;
         } else if (mp_ring_push_other(b, kind, allocator, &seqs_b, ptr, size, stack)) {
             others++;
