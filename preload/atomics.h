@@ -18,7 +18,7 @@
  * on x86-64 one add to memory (not locked: no other thread writes it; an aligned 8-byte store,
  * so a reader sees the old value or the new one), where the relaxed atomic store of *c + v is a
  * load, an add and a store, GCC fusing no atomic access (1 and 2 instructions an event on the
- * ring's counters, python-frames.md 8.8). Elsewhere, and under TSan (which must see the access),
+ * ring's counters, python-frames.md 8.9). Elsewhere, and under TSan (which must see the access),
  * that atomic store. */
 static inline void
 mp_owner_add(uint64_t *c, uint64_t v) {

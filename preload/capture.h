@@ -31,7 +31,7 @@ typedef struct mp_thread_s {
     int frees_only;  /* > 0: record frees but not allocations (memprof's own Python calls) */
     mp_ring_t *ring; /* owned ring (status == mp_thread_active) */
     uintptr_t self;  /* pthread_self(), set with ring */
-    void *memo;      /* while fast, ring->scratch (capture.c's memo): one load the fewer an event */
+    void *memo;      /* while fast, ring->scratch (capture.c's memo), not read through ring */
     /* Python stack inherited from the thread that created this one (thread_start.c): used
      * while this thread runs no Python code of its own. Points into the stack table. */
     const uint64_t *inherit;

@@ -157,9 +157,6 @@ dom_allocator(const domain_t *d, int dom) {
 typedef void *(*fast_alloc_fn)(mp_thread_t *t, unsigned hd, void *p, size_t n);
 typedef uint32_t (*fast_free_fn)(mp_thread_t *t, unsigned hd, void *p);
 
-/* After the wrapped call of a fast ALLOC (malloc, calloc, realloc of NULL) returned p: its event
- * (fa ends the guard), or, when the call failed, only the guard's end. hd: the event's head byte
- * (ring.h's mp_ring_short_head), which the fast path takes for the allocator. */
 /* A fast ALLOC whose call failed: the guard's end, out of line, so that the hooks keep nothing
  * but the size across the wrapped call (the thread's address was kept for this: one saved
  * register and 4 instructions a call). */
@@ -169,6 +166,9 @@ alloc_failed(void) {
     return NULL;
 }
 
+/* After the wrapped call of a fast ALLOC (malloc, calloc, realloc of NULL) returned p: its event
+ * (fa ends the guard), or, when the call failed, only the guard's end. hd: the event's head byte
+ * (ring.h's mp_ring_short_head), which the fast path takes for the allocator. */
 static MP_ALWAYS_INLINE void *
 alloc_done(mp_thread_t *t, unsigned hd, void *p, size_t n, fast_alloc_fn fa) {
     if (MP_UNLIKELY(!p)) return alloc_failed();

@@ -163,10 +163,24 @@ mp_ring_put_fields(uint8_t *p, unsigned kind, uint32_t field, uint64_t size) {
     __builtin_memcpy(p + 4, &s32, 4);
     return 6;
 }
+/* The short form's head byte of an event of kind and allocator with its stack written
+ * (FORMAT.md 5.12; the same-stack flag is bit 2). The Python hooks, whose allocator is a
+ * constant, pass it down to mp_ring_push_short rather than the allocator, which the push would
+ * shift and or at every event. */
+static inline unsigned
+mp_ring_short_head(unsigned kind, unsigned allocator) {
+    return 0x80u | allocator << 3 | kind;
+}
+/* The allocator of such a head byte. */
+static inline unsigned
+mp_ring_head_allocator(unsigned head) {
+    return head >> 3 & 15u;
+}
+
 static inline size_t
 mp_ring_put_short(uint8_t *p, unsigned kind, unsigned allocator, uint32_t field, uint64_t size,
                   int same, uint32_t stack) {
-    p[0] = (uint8_t)(0x80u | allocator << 3 | (unsigned)same << 2 | kind);
+    p[0] = (uint8_t)(mp_ring_short_head(kind, allocator) | (unsigned)same << 2);
     size_t n = mp_ring_put_fields(p, kind, field, size);
     if (mp_ring_puts_stack(kind, same)) {
         __builtin_memcpy(p + n, &stack, 4);
@@ -308,20 +322,6 @@ mp_ring_push(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t *seqs, ui
  * twice. Its head byte, stack and state are mp_ring_put_short's and mp_ring_advance's written out
  * (calling them in each path costs 2 to 3 instructions more with GCC 12);
  * tests/unit/test_ring.c's short_push_writes_what_push_writes compares them byte for byte. */
-/* The short form's head byte of an event of kind and allocator with its stack written
- * (FORMAT.md 5.12; the same-stack flag is bit 2), which the Python hooks, whose allocator is a
- * constant, pass down to mp_ring_push_short rather than the allocator: two instructions an event
- * fewer there. */
-static inline unsigned
-mp_ring_short_head(unsigned kind, unsigned allocator) {
-    return 0x80u | allocator << 3 | kind;
-}
-/* The allocator of such a head byte. */
-static inline unsigned
-mp_ring_head_allocator(unsigned head) {
-    return head >> 3 & 15u;
-}
-
 static inline int
 mp_ring_push_short(mp_ring_t *r, unsigned kind, unsigned head, const uint64_t *seqs, uint64_t ptr,
                    uint64_t size, uint32_t stack) {
