@@ -137,13 +137,21 @@ mp_ring_out_of_reach(uint64_t d) {
     return (d + (1ull << 26)) & ~((1ull << 27) - 16);
 }
 
+/* The short form's ptr field of a delta d within reach (above): the zigzag of d / 16, as
+ * (d >> 3) ^ (d >> 63), which is mp_zigzag((int64_t)d >> 4) for a multiple of 16 with one shift
+ * fewer (anything for another d, which then takes another form). */
+static inline uint64_t
+mp_ring_zigzag16(uint64_t d) {
+    return (uint64_t)((int64_t)d >> 3) ^ (uint64_t)((int64_t)d >> 63);
+}
+
 /* The short form's fit (FORMAT.md 5.12): seq follows the stream's previous one, d (ptr less the
  * base) is within reach (above; its zigzagged quotient in *z), an ALLOC's size has 16 bits and a
  * stack to write 24. Every test at once, with no branch but the caller's. */
 static inline int
 mp_ring_short_fits(const mp_ring_t *r, unsigned kind, uint64_t seq, uint64_t d, uint64_t size,
                    uint32_t stack, int same, uint64_t *z) {
-    *z = mp_zigzag((int64_t)d >> 4); /* in 16-byte units */
+    *z = mp_ring_zigzag16(d);
     uint64_t longer = (seq - r->last_seq - 1) | mp_ring_out_of_reach(d);
     if (kind == MP_EV_ALLOC) longer |= size >> 16;
     if (mp_ring_puts_stack(kind, same)) longer |= stack >> 24;
@@ -333,10 +341,7 @@ mp_ring_push_short(mp_ring_t *r, unsigned kind, unsigned head, const uint64_t *s
     uint64_t d = ptr - r->last_ptr;
     if (__builtin_expect(mp_ring_out_of_reach(d) != 0, 0)) return 0;
     uint8_t *p = (uint8_t *)(r->wbase + h);
-    /* The zigzag of d / 16, as (d >> 3) ^ (d >> 63): the same, d being a multiple of 16 (in
-     * reach), with one shift fewer than mp_zigzag's ((d >> 4) << 1) ^ (d >> 63). */
-    uint32_t z = (uint32_t)((uint64_t)((int64_t)d >> 3) ^ (uint64_t)((int64_t)d >> 63));
-    size_t n = mp_ring_put_fields(p, kind, z, size);
+    size_t n = mp_ring_put_fields(p, kind, (uint32_t)mp_ring_zigzag16(d), size);
     if (stack == r->last_stack) {
         p[0] = (uint8_t)(head | 4u);
     } else {
