@@ -142,7 +142,7 @@ mp_ring_seq_slow(mp_ring_t *r, uint64_t *seqs) {
     return base;
 }
 
-/* The short form against the other base, its zigzagged delta z given (FORMAT.md 5.12: bit 23 of
+/* The short form against the other base, its ptr field z given (FORMAT.md 5.12: bit 23 of
  * the ptr field selects that base). */
 static inline size_t
 put_other(uint8_t *p, unsigned kind, unsigned allocator, uint64_t z, uint64_t size, int same,

@@ -129,29 +129,31 @@ mp_ring_puts_stack(unsigned kind, int same) {
 }
 
 /* Whether a pointer delta d (ptr less a base) is out of the short form's reach: 0 when d is a
- * multiple of 16 whose quotient lies in [-2^22, 2^22), so that its zigzag has 23 bits, which is
- * exactly when d + 2^26, modulo 2^64, has no bit set outside bits 4 to 26 (one add and one mask);
- * nonzero otherwise. */
+ * multiple of 16 whose quotient lies in [-2^22, 2^22), so that it fits the 23-bit field (below),
+ * which is exactly when d + 2^26, modulo 2^64, has no bit set outside bits 4 to 26 (one add and one
+ * mask); nonzero otherwise. */
 static inline uint64_t
 mp_ring_out_of_reach(uint64_t d) {
     return (d + (1ull << 26)) & ~((1ull << 27) - 16);
 }
 
-/* The short form's ptr field of a delta d within reach (above): the zigzag of d / 16, as
- * (d >> 3) ^ (d >> 63), which is mp_zigzag((int64_t)d >> 4) for a multiple of 16 with one shift
- * fewer (anything for another d, which then takes another form). */
+/* The short form's ptr field of a delta d within reach (above): (d + 2^26) / 16, the quotient
+ * offset by 2^22 into [0, 2^23) (FORMAT.md 5.12, 5.0), one shift of the sum the reach test has
+ * just computed: the zigzag of 4.x took four instructions and a register more, some 5 an event
+ * on scripts/bench_py/churn.py (callgrind). Anything for another d, which then takes another form.
+ */
 static inline uint64_t
-mp_ring_zigzag16(uint64_t d) {
-    return (uint64_t)((int64_t)d >> 3) ^ (uint64_t)((int64_t)d >> 63);
+mp_ring_ptr_field(uint64_t d) {
+    return (d + (1ull << 26)) >> 4;
 }
 
 /* The short form's fit (FORMAT.md 5.12): seq follows the stream's previous one, d (ptr less the
- * base) is within reach (above; its zigzagged quotient in *z), an ALLOC's size has 16 bits and a
+ * base) is within reach (above; its field in *z), an ALLOC's size has 16 bits and a
  * stack to write 24. Every test at once, with no branch but the caller's. */
 static inline int
 mp_ring_short_fits(const mp_ring_t *r, unsigned kind, uint64_t seq, uint64_t d, uint64_t size,
                    uint32_t stack, int same, uint64_t *z) {
-    *z = mp_ring_zigzag16(d);
+    *z = mp_ring_ptr_field(d);
     uint64_t longer = (seq - r->last_seq - 1) | mp_ring_out_of_reach(d);
     if (kind == MP_EV_ALLOC) longer |= size >> 16;
     if (mp_ring_puts_stack(kind, same)) longer |= stack >> 24;
@@ -213,7 +215,7 @@ mp_ring_advance(mp_ring_t *r, unsigned kind, uint64_t seq, uint64_t ptr, uint64_
  * (FORMAT.md 5.12), advance the delta state and count it; returns its length. Two forms, told
  * apart by bit 7 of the head byte (with the kind, the allocator and the "same stack" flag):
  * - short (nearly every event): the seq is the previous event's + 1 (not written), and the
- *   fields have fixed widths: the ptr delta in 16-byte units, zigzagged, in 23 bits of 3 bytes
+ *   fields have fixed widths: the ptr delta in 16-byte units, offset by 2^22, in 23 bits of 3 bytes
  *   (the 24th selects the base: the previous event's ptr, here, or the other one, the pointer
  *   before the last switch, which mp_ring_encode_long tries); the size of an ALLOC in 2; the
  *   stack, unless it is the previous one's, in 3. It is a test of five
@@ -341,7 +343,7 @@ mp_ring_push_short(mp_ring_t *r, unsigned kind, unsigned head, const uint64_t *s
     uint64_t d = ptr - r->last_ptr;
     if (__builtin_expect(mp_ring_out_of_reach(d) != 0, 0)) return 0;
     uint8_t *p = (uint8_t *)(r->wbase + h);
-    size_t n = mp_ring_put_fields(p, kind, (uint32_t)mp_ring_zigzag16(d), size);
+    size_t n = mp_ring_put_fields(p, kind, (uint32_t)mp_ring_ptr_field(d), size);
     if (stack == r->last_stack) {
         p[0] = (uint8_t)(head | 4u);
     } else {

@@ -660,7 +660,10 @@ mp_events_init(mp_events_t *it, const mp_reader_t *r, const mp_rec_events_t *ev)
     it->p = ev->first;
     it->end = ev->end;
     it->cont = ev->cont;
-    it->short_form = ev->cont && r->hdr.major >= 4;
+    it->short_form = !ev->cont           ? MP_SHORT_NONE
+                     : r->hdr.major >= 5 ? MP_SHORT_OFFSET
+                     : r->hdr.major == 4 ? MP_SHORT_ZIGZAG
+                                         : MP_SHORT_NONE;
     if (ev->cont) {
         it->left = UINT64_MAX;
         return;
@@ -699,10 +702,10 @@ event_begin(mp_events_t *it, mp_event_t *ev, uint8_t head, unsigned kind, uint64
     ev->stack = 0;
 }
 
-/* A 4.0 STREAM event in the short form (FORMAT.md 5.12), after its head byte: seq + 1, then
- * fixed-width fields (little-endian): the ptr delta / 16, zigzagged, in 23 bits of 3 bytes, whose
- * top bit says which base; an ALLOC's size in 2; the stack in 3 unless the head's bit 2 says it is
- * the previous one's. */
+/* A STREAM event in the short form (FORMAT.md 5.12; 4.0 on), after its head byte: seq + 1, then
+ * fixed-width fields (little-endian): the ptr delta / 16 in 23 bits of 3 bytes, offset by 2^22
+ * (5.0 on) or zigzagged (4.x), whose top bit says which base; an ALLOC's size in 2; the stack in 3
+ * unless the head's bit 2 says it is the previous one's. */
 static int
 short_event(mp_events_t *it, uint8_t head, unsigned kind, int same_stack, mp_event_t *ev,
             mp_err_t *err) {
@@ -715,8 +718,9 @@ short_event(mp_events_t *it, uint8_t head, unsigned kind, int same_stack, mp_eve
     uint64_t z = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)(p[2] & 0x7f) << 16;
     int other = p[2] >> 7; /* bit 23: the other base */
     p += 3;
-    event_begin(it, ev, head, kind, 1, other ? it->ptr2 : it->ptr, (uint64_t)mp_unzigzag(z) << 4,
-                other);
+    uint64_t d =
+        it->short_form == MP_SHORT_OFFSET ? (z << 4) - (1ull << 26) : (uint64_t)mp_unzigzag(z) << 4;
+    event_begin(it, ev, head, kind, 1, other ? it->ptr2 : it->ptr, d, other);
     if (kind == MP_EV_ALLOC) {
         ev->size = (uint64_t)p[0] | (uint64_t)p[1] << 8;
         p += 2;

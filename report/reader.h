@@ -213,8 +213,10 @@ typedef struct mp_events_s {
     uint64_t ptr2;     /* STREAM: the other base of ptr deltas (4.0, FORMAT.md 5.12) */
     uint64_t stack;    /* the last ALLOC's or FREE's (STREAM's same-stack flag) */
     int cont;
-    int short_form; /* STREAM of a 4.0 dump: bit 7 of the head marks the short form (5.12) */
+    int short_form; /* MP_SHORT_*: STREAM of a 4.0 dump or later: bit 7 of the head marks the
+                     * short form (5.12), whose ptr field is zigzagged (4.x) or offset (5.0 on) */
 } mp_events_t;
+enum { MP_SHORT_NONE, MP_SHORT_ZIGZAG, MP_SHORT_OFFSET };
 
 /* Before a stream's first record: no previous event (seq, ptr, the other ptr base and stack 0). */
 void mp_events_reset(mp_events_t *it);

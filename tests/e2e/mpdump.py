@@ -205,9 +205,9 @@ class Dump:
                     same and kind == EV_REALLOC_FAIL):
                 raise Corrupt("bad event head byte 0x%02x" % head)
             if seq1 and self.major >= 4:
-                # 4.0 short form: seq + 1; the ptr delta / 16 zigzagged in 23 bits of 3 bytes (the
-                # 24th: against the other base), an ALLOC's size in 2, the stack in 3 unless bit 2
-                # (little-endian)
+                # 4.0 short form: seq + 1; the ptr delta / 16 in 23 bits of 3 bytes, offset by
+                # 2^22 (5.0) or zigzagged (4.x) (the 24th: against the other base), an ALLOC's size
+                # in 2, the stack in 3 unless bit 2 (little-endian)
                 def fixed(n):
                     if c.pos + n > c.end:
                         raise Corrupt("short event runs past its record")
@@ -220,7 +220,8 @@ class Dump:
                 base = ptr2 if other else ptr
                 if other:
                     ptr2 = ptr
-                ptr = (base + 16 * ((z >> 1) ^ -(z & 1))) & 0xFFFFFFFFFFFFFFFF
+                q = z - (1 << 22) if self.major >= 5 else (z >> 1) ^ -(z & 1)
+                ptr = (base + 16 * q) & 0xFFFFFFFFFFFFFFFF
                 size = fixed(2) if kind == EV_ALLOC else 0
                 if kind != EV_REALLOC_FAIL:
                     stack = stack if same else fixed(3)

@@ -265,7 +265,7 @@ ev_fixed(mp_dg_t *g, uint64_t v, int bytes) {
 /* One event. In a STREAM record (FORMAT.md 5.12) with the head's flags: the stack (of an ALLOC or
  * FREE) the same as the stream's previous one; and from 4.0 the short form where it applies (as
  * the library writes it: seq + 1, fixed-width fields), else bit 7 clear and the seq written; before
- * 4.0, bit 7 says seq + 1. */
+ * 4.0, bit 7 says seq + 1. The short form's ptr field is zigzagged in 4.x, offset from 5.0. */
 static void
 ev_put(mp_dg_t *g, unsigned kind, unsigned allocator, uint64_t seq, uint64_t ptr, uint64_t size,
        uint64_t stack) {
@@ -275,6 +275,10 @@ ev_put(mp_dg_t *g, unsigned kind, unsigned allocator, uint64_t seq, uint64_t ptr
     int put_stack = has_stack && !same;
     uint64_t d = ptr - g->ev_ptr, d2 = ptr - g->ev_ptr2;
     uint64_t z = mp_zigzag((int64_t)d >> 4), z2 = mp_zigzag((int64_t)d2 >> 4);
+    /* The field: the quotient offset by 2^22 from 5.0 (within reach, where z has 23 bits), its
+     * zigzag in 4.x. */
+    uint64_t f = g->major >= 5 ? (d >> 4) + (1u << 22) : z,
+             f2 = g->major >= 5 ? (d2 >> 4) + (1u << 22) : z2;
     int fits = g->ev_cont && g->major >= 4 && seq - g->ev_seq == 1 &&
                (kind != MP_EV_ALLOC || size < (1u << 16)) && (!put_stack || stack < (1u << 24));
     /* The short form against the previous ptr, else against the other base (bit 23), else the
@@ -287,7 +291,7 @@ ev_put(mp_dg_t *g, unsigned kind, unsigned allocator, uint64_t seq, uint64_t ptr
     put(&g->ev, &g->evlen, &g->evcap, &head, 1);
     if (g->ev_cont && !base0) g->ev_ptr2 = g->ev_ptr;
     if (shortf) {
-        ev_fixed(g, base0 ? z : z2 | 1u << 23, 3);
+        ev_fixed(g, base0 ? f : f2 | 1u << 23, 3);
         if (kind == MP_EV_ALLOC) ev_fixed(g, size, 2);
         if (put_stack) ev_fixed(g, stack, 3);
     } else {

@@ -261,8 +261,8 @@ read_bytes(mp_ring_t *r, uint64_t from, uint64_t to) {
         if (same) stack = last_stack;
         int has_stack = kind != MP_EV_REALLOC_FAIL && !same;
         if (seq1) {
-            /* ptr delta / 16 zigzagged in 23 bits of 3 bytes (the 24th: against the other base),
-             * size in 2, stack in 3 (little-endian) */
+            /* ptr delta / 16 offset by 2^22 in 23 bits of 3 bytes (the 24th: against the other
+             * base), size in 2, stack in 3 (little-endian) */
             size_t need = 3 + (kind == MP_EV_ALLOC ? 2 : 0) + (has_stack ? 3 : 0);
             if ((size_t)(end - p) < need) {
                 bad = fail("stream %u: short event at %llu runs past %llu", s,
@@ -270,10 +270,8 @@ read_bytes(mp_ring_t *r, uint64_t from, uint64_t to) {
                 break;
             }
             uint64_t base = p[2] >> 7 ? ptr2 : ptr;
-            dp =
-                mp_zigzag((int64_t)(base - ptr) + mp_unzigzag((uint64_t)p[0] | (uint64_t)p[1] << 8 |
-                                                              (uint64_t)(p[2] & 0x7f) << 16) *
-                                                      16);
+            uint64_t field = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)(p[2] & 0x7f) << 16;
+            dp = mp_zigzag((int64_t)(base - ptr) + ((int64_t)field - (1 << 22)) * 16);
             if (p[2] >> 7) {
                 rd.other_base++;
                 ptr2 = ptr;
@@ -502,9 +500,9 @@ Test(ring, encodes_stream_events_with_counters_and_delta_state, .timeout = 30) {
     cr_assert_eq(r->last_ptr, 0xff0);
 
     /* A REALLOC_FAIL: neither size nor stack; its seq follows the previous one's, and its ptr is
-     * the same: the short form, with a 3-byte ptr delta. */
+     * the same: the short form, with a 3-byte ptr delta (0 + 2^22: 00 00 40). */
     cr_assert_eq(push_at(r, MP_EV_REALLOC_FAIL, MP_ALLOC_REALLOC, 8, 0xff0, 77, 55, &alone), 0);
-    static const uint8_t rf[] = {0x92, 0x00, 0x00, 0x00};
+    static const uint8_t rf[] = {0x92, 0x00, 0x00, 0x40};
     cr_assert_eq(r->head, sizeof a + sizeof f + sizeof rf);
     check_bytes(r->bytes + sizeof a + sizeof f, rf, sizeof rf, "REALLOC_FAIL");
     cr_assert_eq(r->count[MP_EV_REALLOC_FAIL], 1);
@@ -1716,9 +1714,9 @@ Test(ring, real_fork_child_resets_parent_keeps_its_bytes, .timeout = 30) {
         }
         bad |= post_owner(r[0], 300, &alone) != 0 || r[0]->notes[0].pos != 0;
         bad |= push_at(r[0], MP_EV_ALLOC, MP_ALLOC_MALLOC, 1, 16, 1, 1, &alone) != 0;
-        /* The short form: seq 1, ptr 16 (delta 1 in 16-byte units, zigzag 2), size 1, stack 1
-         * (not the previous: there is none). */
-        static const uint8_t want[] = {0x80, 0x02, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00};
+        /* The short form: seq 1, ptr 16 (delta 1 in 16-byte units, offset by 2^22: 0x400001),
+         * size 1, stack 1 (not the previous: there is none). */
+        static const uint8_t want[] = {0x80, 0x01, 0x00, 0x40, 0x01, 0x00, 0x01, 0x00, 0x00};
         bad |= mp_ring_ready(r[0]) != sizeof want || memcmp(r[0]->bytes, want, sizeof want) != 0;
         mp_ring_t *x = mp_ring_claim(), *y = mp_ring_claim();
         bad |= !((x == r[1] && y == r[2]) || (x == r[2] && y == r[1]));
