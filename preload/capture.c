@@ -103,6 +103,7 @@ take_ring(mp_thread_t *t) {
     }
     t->self = (uintptr_t)pthread_self();
     if (t->status == mp_thread_new) {
+        t->py_held = MP_PY_HELD_NONE; /* before the fast path can run (mp_thread_refresh) */
         t->ring = r;
         t->status = mp_thread_active;
         mp_thread_refresh(t);
@@ -614,7 +615,7 @@ tstate_tls_miss(void) {
  * guess: the check compares every frame, the length and the generation, and an entry's key and
  * id are copied together, so they always belong together. */
 static MP_ALWAYS_INLINE uint32_t
-python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
+python_stack_id(mp_thread_t *t, mp_ring_t *r, int fam, int native) {
     const uint8_t *ts;
     if (fam != MP_PYFAM_ANY && !mp_pyfam_gil_holder(fam)) {
         /* 3.12+: CPython's own thread-local, through its address kept per thread (two loads),
@@ -623,6 +624,14 @@ python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
         const uint8_t *const *slot = t->py_tls;
         ts = MP_LIKELY(slot != NULL) ? *slot : NULL;
         if (MP_UNLIKELY(ts == NULL)) ts = tstate_tls_miss();
+    } else if (fam != MP_PYFAM_ANY) {
+        /* 3.8-3.11: the GIL holder's state, if this thread's, is what mp_capture_py_hot takes
+         * from now on without reading its thread id (t->py_held). */
+        ts = mp_pyframes_tstate_held(t->self, fam);
+        if (ts)
+            t->py_held = ts;
+        else
+            ts = mp_pyframes_tstate_fam(t->self, fam);
     } else {
         ts = mp_pyframes_tstate_fam(t->self, fam);
     }
@@ -647,7 +656,7 @@ python_stack_id(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
 /* The calling thread's Python stack, or the one it inherited while it runs no Python frame of its
  * own (thread_start.c); 0: neither. */
 static MP_ALWAYS_INLINE uint32_t
-thread_stack(const mp_thread_t *t, mp_ring_t *r, int fam, int native) {
+thread_stack(mp_thread_t *t, mp_ring_t *r, int fam, int native) {
     uint32_t id = python_stack_id(t, r, fam, native);
     return MP_LIKELY(id != 0) ? id : t->inherit_id;
 }
@@ -808,10 +817,20 @@ mp_capture_py_hot(const mp_thread_t *t, int fam) {
         const uint8_t *const *slot = t->py_tls;
         if (MP_UNLIKELY(slot == NULL)) return 0;
         ts = *slot;
+        if (MP_UNLIKELY(!ts)) return 0;
     } else {
-        ts = mp_pyframes_tstate_held(t->self, fam);
+        /* 3.8-3.11: the GIL holder's state, when it is the one this thread held last (py_held,
+         * learned by python_stack_id with the thread id checked): one compare, where the holder's
+         * NULL test and the load and compare of its thread id took three instructions more an
+         * event. py_held is never NULL here (capture.h), so neither is ts. The state is still
+         * this thread's: a thread's state is deleted by the thread itself (at its end, or in
+         * PyGILState_Release), whose RAW free of it resets py_held (python.c's held_freed) before
+         * the address can hold another state; the exception, daemon threads' states freed by
+         * finalization, is python-frames.md 3.2's. */
+        ts = mp_load_relaxed(
+            (const uint8_t *const *)(mp_pyenv.runtime + mp_pyL(fam)->rt_tstate_current));
+        if (MP_UNLIKELY(ts != t->py_held)) return 0;
     }
-    if (MP_UNLIKELY(!ts)) return 0;
     uint32_t set; /* a miss of any kind is the caller's; fast: t->memo is the ring's memo */
     return hot_first(t->memo, ts, fam, mp_pykey_entry(0), mp_load_relaxed(&mp_pycode_gen), &set);
 }

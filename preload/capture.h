@@ -39,7 +39,14 @@ typedef struct mp_thread_s {
     uint32_t inherit_id; /* its stack id */
     /* 3.12+: the address of this thread's _Py_tss_tstate (mp_pyframes_tls_slot), once found. */
     const uint8_t *const *py_tls;
+    /* 3.8-3.11: this thread's PyThreadState as last seen holding the GIL (the GIL holder's, with
+     * this thread's id), or MP_PY_HELD_NONE. The fast path takes a GIL holder equal to it for
+     * this thread's without reading the state's thread id (capture.c's mp_capture_py_hot); a RAW
+     * free of it (the state deleted) resets it (python.c's held_freed). Never NULL once the
+     * thread has a ring, so that equality also says the holder is not NULL. */
+    const uint8_t *py_held;
 } mp_thread_t;
+#define MP_PY_HELD_NONE ((const uint8_t *)(uintptr_t)1) /* no thread state is ever at 1 */
 
 enum { mp_thread_new = 0, mp_thread_active = 1, mp_thread_exited = 2 };
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "mp_thread_t.word == 1 reads fast first");

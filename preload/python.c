@@ -265,16 +265,32 @@ code_freed(const domain_t *d, void *p, int dom) {
     }
 }
 
+/* A RAW block is about to be freed, its FREE recorded: if it is the calling thread's thread state
+ * as the fast path knows it (3.8-3.11: capture.h's py_held), forget it, tracked or not, so that no
+ * later state at that address passes for this thread's. After the event, which would otherwise
+ * learn it again (the state is still whole and held then: python_stack_id), and before the real
+ * free. Thread states are RAW blocks (pystate.c's alloc_threadstate), and a thread deletes its own
+ * (capture.c's mp_capture_py_hot says which deletions this misses). 3.12+ families do not read
+ * py_held. */
+static MP_ALWAYS_INLINE void
+held_freed(const domain_t *d, const void *p, int dom, int fam) {
+    if (fam != MP_PYFAM_ANY && !mp_pyfam_gil_holder(fam)) return;
+    if (dom_allocator(d, dom) == MP_ALLOC_PYMEM_RAW && MP_UNLIKELY(p == mp_thread.py_held))
+        mp_thread.py_held = MP_PY_HELD_NONE;
+}
+
 static MP_NOINLINE void
 hook_free_gen(void *ctx, void *p, int fam) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
     if (!p || !mp_tracking(t)) {
+        held_freed(d, p, -1, fam);
         d->orig.free(d->orig.ctx, p);
         return;
     }
     t->guard++;
     mp_capture_py_event(t, MP_EV_FREE, d->allocator, p, 0, fam);
+    held_freed(d, p, -1, fam);
     d->orig.free(d->orig.ctx, p);
     t->guard--;
 }
@@ -290,6 +306,7 @@ hook_free_t(void *ctx, void *p, int fam, int dom, fast_free_fn ff) {
     }
     t->guard = 1;
     ff(t, mp_ring_short_head(MP_EV_FREE, dom_allocator(d, dom)), p);
+    held_freed(d, p, dom, fam);
     d->orig.free(d->orig.ctx, p);
     t->guard = 0;
 }
