@@ -177,26 +177,6 @@ mp_ring_encode_long(mp_ring_t *r, uint8_t *p, unsigned kind, unsigned allocator,
 }
 
 int
-mp_ring_push_other(mp_ring_t *r, unsigned kind, unsigned allocator, const uint64_t *seqs,
-                   uint64_t ptr, uint64_t size, uint32_t stack) {
-    uint64_t h = r->head;
-    if (!mp_ring_fast_ok(r, h, seqs)) return 0;
-    /* What mp_ring_encode would write: the short form against the previous pointer if it fits
-     * (then not here), else against the other base (mp_ring_encode_long's first case). */
-    uint64_t seq = r->last_seq + 1, z;
-    int same = mp_ring_same_stack(r, kind, stack);
-    if (mp_ring_short_fits(r, kind, seq, ptr - r->last_ptr, size, stack, same, &z) ||
-        !mp_ring_short_fits(r, kind, seq, ptr - r->last_ptr2, size, stack, same, &z))
-        return 0;
-    size_t n = put_other((uint8_t *)(r->wbase + h), kind, allocator, z, size, same, stack);
-    r->last_ptr2 = r->last_ptr;
-    mp_ring_advance(r, kind, seq, ptr, size, same, stack);
-    /* Release: as mp_ring_push. */
-    mp_store_release(&r->head, h + n);
-    return 1;
-}
-
-int
 mp_ring_note(mp_ring_t *r, const mp_ring_note_t *note, const int *abandon) {
     uint32_t h = r->notes_head; /* only this thread writes notes_head */
     while (h - mp_load_acquire(&r->notes_tail) >= MP_RING_NOTES)

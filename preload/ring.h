@@ -295,7 +295,7 @@ uint64_t mp_ring_seq_slow(mp_ring_t *r, uint64_t *seqs);
  * event that ran into the slack, the kick and a new limit, a new block of numbers) is
  * mp_ring_push_slow's, once per MP_RING_KICK_BYTES or so, and once per turn of a thread.
  * mp_ring_fast_ok is that test, with head h (every fast push: this, mp_ring_push_short and
- * mp_ring_push_other). */
+ * mp_ring_push_short_other). */
 static inline int
 mp_ring_fast_ok(const mp_ring_t *r, uint64_t h, const uint64_t *seqs) {
     /* Relaxed: the argument above needs only coherence. */
@@ -322,28 +322,34 @@ mp_ring_push(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t *seqs, ui
 
 /* The Python fast path's push (capture.c's mp_capture_py_*_push): the short form only, with room
  * and a number at hand, head its head byte (mp_ring_short_head of kind and the allocator); 0 and
- * nothing written otherwise (the caller then takes mp_ring_push, which writes what it would have).
- * stack is below MP_RING_SHORT_STACKS (the caller's guarantee). No call on any path, and fewer
- * values live at once than in mp_ring_push's short case.
+ * nothing written otherwise (the caller then takes mp_ring_push_short_other, then mp_ring_push,
+ * which write what mp_ring_push alone would have). stack is below MP_RING_SHORT_STACKS (the
+ * caller's guarantee). No call on any path, and fewer values live at once than in mp_ring_push's
+ * short case.
  *
  * The same test as mp_ring_short_fits, less the number's (the block's numbers are consecutive)
  * and the stack's (the caller's guarantee). And two straight paths for a stack written or not,
  * each with its head byte and length as constants, rather than the flag computed and tested
  * twice. Its head byte, stack and state are mp_ring_put_short's and mp_ring_advance's written out
  * (calling them in each path costs 2 to 3 instructions more with GCC 12);
- * tests/unit/test_ring.c's short_push_writes_what_push_writes compares them byte for byte. */
-static inline int
-mp_ring_push_short(mp_ring_t *r, unsigned kind, unsigned head, const uint64_t *seqs, uint64_t ptr,
-                   uint64_t size, uint32_t stack) {
+ * tests/unit/test_ring.c's short_push_writes_what_push_writes compares them byte for byte.
+ *
+ * other (a constant): against the other base (FORMAT.md 5.12: bit 23 of the ptr field), which
+ * the previous ptr then becomes; mp_ring_push_short_other below. */
+static inline __attribute__((always_inline)) int
+mp_ring_push_short_base(mp_ring_t *r, unsigned kind, unsigned head, const uint64_t *seqs,
+                        uint64_t ptr, uint64_t size, uint32_t stack, int other) {
     uint64_t h = r->head;
     if (!mp_ring_fast_ok(r, h, seqs)) return 0;
     /* The size's test on its own, a compare: folded into the reach's (a shift and an or) it
      * kept one more value live, which cost a saved register (4 instructions an ALLOC). */
     if (kind == MP_EV_ALLOC && __builtin_expect(size > 0xffff, 0)) return 0;
-    uint64_t d = ptr - r->last_ptr;
+    uint64_t last = r->last_ptr;
+    uint64_t d = ptr - (other ? r->last_ptr2 : last);
     if (__builtin_expect(mp_ring_out_of_reach(d) != 0, 0)) return 0;
     uint8_t *p = (uint8_t *)(r->wbase + h);
-    size_t n = mp_ring_put_fields(p, kind, (uint32_t)mp_ring_ptr_field(d), size);
+    uint32_t field = (uint32_t)mp_ring_ptr_field(d) | (other ? 1u << 23 : 0u);
+    size_t n = mp_ring_put_fields(p, kind, field, size);
     if (stack == r->last_stack) {
         p[0] = (uint8_t)(head | 4u);
     } else {
@@ -354,19 +360,30 @@ mp_ring_push_short(mp_ring_t *r, unsigned kind, unsigned head, const uint64_t *s
     }
     if (kind == MP_EV_ALLOC) mp_owner_add(&r->alloc_bytes, size);
     r->last_seq = r->last_seq + 1;
+    if (other) r->last_ptr2 = last;
     r->last_ptr = ptr;
     mp_owner_add(&r->count[kind], 1);
     __atomic_store_n(&r->head, h + n, __ATOMIC_RELEASE);
     return 1;
 }
+static inline int
+mp_ring_push_short(mp_ring_t *r, unsigned kind, unsigned head, const uint64_t *seqs, uint64_t ptr,
+                   uint64_t size, uint32_t stack) {
+    return mp_ring_push_short_base(r, kind, head, seqs, ptr, size, stack, 0);
+}
 
-/* The same for an event whose pointer mp_ring_push_short found too far from the previous one, or
- * not 16 bytes from it (ring.c): the short form against the other base, where a thread's pointers
+/* The same against the other base, for an event that mp_ring_push_short has just refused (only
+ * then: that the previous ptr is out of reach is not tested again): where a thread's pointers
  * alternate between pymalloc's arenas and the malloc heap (mp_ring_encode_long's first case, some
- * 13% of the events of scripts/bench_py/mix.py), without mp_ring_push's generic encoding; 0 and
- * nothing written otherwise (the caller then takes mp_ring_push). */
-int mp_ring_push_other(mp_ring_t *r, unsigned kind, unsigned allocator, const uint64_t *seqs,
-                       uint64_t ptr, uint64_t size, uint32_t stack);
+ * 13% of the events of scripts/bench_py/mix.py). 0 and nothing written otherwise (the caller then
+ * takes mp_ring_push). Inline in the out-of-line push of capture.c, where the generic encoder's
+ * copy of this case (mp_ring_short_fits against both bases, the head byte built, the stack tested)
+ * ran some 70 instructions an event (callgrind, mix.py). */
+static inline int
+mp_ring_push_short_other(mp_ring_t *r, unsigned kind, unsigned head, const uint64_t *seqs,
+                         uint64_t ptr, uint64_t size, uint32_t stack) {
+    return mp_ring_push_short_base(r, kind, head, seqs, ptr, size, stack, 1);
+}
 
 /* Producer: post a note at the current head (waiting while every note is taken, unless *abandon
  * is set: then -1 and nothing is posted). 0 when posted. */

@@ -706,10 +706,10 @@ Test(ring, reach_is_the_short_forms_23_bits) {
     cr_assert_gt(out, 100);
 }
 
-/* The Python fast path's push (mp_ring_push_short, else mp_ring_push_other, else mp_ring_push)
- * writes byte for byte what mp_ring_push alone writes, with the same delta state and counters,
- * and takes most events itself: ALLOCs and FREEs with consecutive numbers, pointers in two
- * regions (an event in the other region than the previous one's is near the other base), at the
+/* The Python fast path's push (mp_ring_push_short, else mp_ring_push_short_other, else
+ * mp_ring_push) writes byte for byte what mp_ring_push alone writes, with the same delta state and
+ * counters, and takes most events itself: ALLOCs and FREEs with consecutive numbers, pointers in
+ * two regions (an event in the other region than the previous one's is near the other base), at the
  * edges of the short form's reach from the previous one, and anywhere, small and large sizes,
  * stacks repeated or not, below 2^24 and above (which the short push's callers leave to the
  * others). */
@@ -742,7 +742,9 @@ Test(ring, short_push_writes_what_push_writes, .timeout = 30) {
             mp_ring_push_short(b, kind, mp_ring_short_head(kind, allocator), &seqs_b, ptr, size,
                                stack)) {
             shorts++;
-        } else if (mp_ring_push_other(b, kind, allocator, &seqs_b, ptr, size, stack)) {
+        } else if (stack < MP_RING_SHORT_STACKS &&
+                   mp_ring_push_short_other(b, kind, mp_ring_short_head(kind, allocator), &seqs_b,
+                                            ptr, size, stack)) {
             others++;
             cr_assert_eq(b->bytes[h] & 0x80, 0x80, "event %llu: not the short form",
                          (unsigned long long)i);
