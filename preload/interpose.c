@@ -99,24 +99,31 @@ mp_interpose_resolve(void) {
     }
 }
 
-/* True when the caller must serve the request from the bootstrap arena. */
-static inline int
-need_boot(void) {
-    if (MP_LIKELY(mp_load_acquire(&resolve_state) == 2)) return 0;
+/* True when the caller must serve the request from the bootstrap arena. The resolution out of
+ * line: inlined, its call made the hooks save registers on every path. */
+static MP_NOINLINE int
+need_boot_slow(void) {
     if (mp_thread.resolving) return 1;
     mp_interpose_resolve();
     return mp_thread.resolving;
+}
+static inline int
+need_boot(void) {
+    if (MP_LIKELY(mp_load_acquire(&resolve_state) == 2)) return 0;
+    return need_boot_slow();
 }
 
 #define TRACKING(t) mp_tracking(t) /* capture.h */
 
 /* ---- the hooks --------------------------------------------------------------------------- */
 
-MP_EXPORT MP_FLATTEN void *
-malloc(size_t n) {
-    if (MP_UNLIKELY(need_boot())) return boot_alloc(n, 16);
-    mp_thread_t *t = &mp_thread;
-    if (!TRACKING(t)) return mp_real.malloc(n);
+/* malloc, free and calloc are a few tests and a jump: to the real function when the call is not
+ * tracked (nested in a hook, as every block pymalloc takes from malloc is, or tracking off), else
+ * to the tracked half out of line. One function, the untracked path paid for the tracked one's
+ * saved registers: some 20 instructions a call, 6 an event on scripts/bench_py/mix.py
+ * (callgrind), whose large blocks go pymalloc -> PyMem_RawMalloc -> malloc. */
+static MP_NOINLINE MP_FLATTEN void *
+malloc_tracked(mp_thread_t *t, size_t n) {
     t->guard++;
     void *p = mp_real.malloc(n);
     if (p) mp_capture_event(t, MP_EV_ALLOC, MP_ALLOC_MALLOC, p, n);
@@ -124,7 +131,23 @@ malloc(size_t n) {
     return p;
 }
 
-MP_EXPORT MP_FLATTEN void
+MP_EXPORT void *
+malloc(size_t n) {
+    if (MP_UNLIKELY(need_boot())) return boot_alloc(n, 16);
+    mp_thread_t *t = &mp_thread;
+    if (!TRACKING(t)) return mp_real.malloc(n);
+    return malloc_tracked(t, n);
+}
+
+static MP_NOINLINE MP_FLATTEN void
+free_tracked(mp_thread_t *t, void *p) {
+    t->guard++;
+    mp_capture_event(t, MP_EV_FREE, MP_ALLOC_FREE, p, 0); /* before: see the file comment */
+    mp_real.free(p);
+    t->guard--;
+}
+
+MP_EXPORT void
 free(void *p) {
     if (!p || MP_UNLIKELY(is_boot(p))) return;
     if (MP_UNLIKELY(need_boot())) return; /* cannot happen: only boot blocks exist yet */
@@ -133,13 +156,19 @@ free(void *p) {
         mp_real.free(p);
         return;
     }
-    t->guard++;
-    mp_capture_event(t, MP_EV_FREE, MP_ALLOC_FREE, p, 0); /* before: see the file comment */
-    mp_real.free(p);
-    t->guard--;
+    free_tracked(t, p);
 }
 
-MP_EXPORT MP_FLATTEN void *
+static MP_NOINLINE MP_FLATTEN void *
+calloc_tracked(mp_thread_t *t, size_t n, size_t m, size_t total) {
+    t->guard++;
+    void *p = mp_real.calloc(n, m);
+    if (p) mp_capture_event(t, MP_EV_ALLOC, MP_ALLOC_CALLOC, p, total);
+    t->guard--;
+    return p;
+}
+
+MP_EXPORT void *
 calloc(size_t n, size_t m) {
     size_t total;
     if (MP_UNLIKELY(__builtin_mul_overflow(n, m, &total))) {
@@ -149,18 +178,11 @@ calloc(size_t n, size_t m) {
     if (MP_UNLIKELY(need_boot())) return boot_alloc(total, 16);
     mp_thread_t *t = &mp_thread;
     if (!TRACKING(t)) return mp_real.calloc(n, m);
-    t->guard++;
-    void *p = mp_real.calloc(n, m);
-    if (p) mp_capture_event(t, MP_EV_ALLOC, MP_ALLOC_CALLOC, p, total);
-    t->guard--;
-    return p;
+    return calloc_tracked(t, n, m, total);
 }
 
-/* Shared by realloc and reallocarray; the caller has checked n for overflow. */
-static MP_FLATTEN void *
-do_realloc(void *p, size_t n, unsigned allocator) {
-    mp_thread_t *t = &mp_thread;
-    if (!TRACKING(t)) return mp_real.realloc(p, n);
+static MP_NOINLINE MP_FLATTEN void *
+realloc_tracked(mp_thread_t *t, void *p, size_t n, unsigned allocator) {
     t->guard++;
     uint32_t stack = p ? mp_capture_event(t, MP_EV_FREE, allocator, p, 0) : 0;
     void *q = mp_real.realloc(p, n);
@@ -168,6 +190,14 @@ do_realloc(void *p, size_t n, unsigned allocator) {
     mp_capture_realloc_done(t, allocator, p, q, n, stack, n != 0);
     t->guard--;
     return q;
+}
+
+/* Shared by realloc and reallocarray; the caller has checked n for overflow. */
+static inline void *
+do_realloc(void *p, size_t n, unsigned allocator) {
+    mp_thread_t *t = &mp_thread;
+    if (!TRACKING(t)) return mp_real.realloc(p, n);
+    return realloc_tracked(t, p, n, allocator);
 }
 
 static void *
