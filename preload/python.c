@@ -108,7 +108,7 @@ unsigned mp_pyfast = mp_pyfast_off;
 static MP_ALWAYS_INLINE int
 fast(const mp_thread_t *t, int fam) {
     return fam != MP_PYFAM_ANY && MP_LIKELY(t->word == 1) &&
-           MP_LIKELY(mp_load_relaxed(&mp_pyfast) == (unsigned)fam);
+           MP_LIKELY(mp_eq_relaxed_u32(&mp_pyfast, (unsigned)fam));
 }
 
 static MP_NOINLINE void *
@@ -268,14 +268,50 @@ hook_realloc_t(void *ctx, void *p, size_t n, int fam, fast_alloc_fn fa, fast_fre
 }
 
 /* A code object's memory is about to be reused: end the walk memos (capture.c) that know its
- * address. Its header is intact here, freed by its own dealloc; every OBJ block has at least 16
- * readable bytes (pymalloc's alignment; malloc's minimum chunk). Tracked or not. code_type is
- * never NULL (pyframes.c), so an unknown type needs no test here. */
+ * address (mp_pycode_gen). The layout families' hooks leave this to code_dealloc below (they are
+ * installed only with it in place: mp_python_init); MP_PYFAM_ANY's test every OBJ block they free.
+ * Its header is intact here, freed by its own dealloc; every OBJ block has at least 16 readable
+ * bytes (pymalloc's alignment; malloc's minimum chunk). Tracked or not. code_type is never NULL
+ * (pyframes.c), so an unknown type needs no test here. */
 static MP_ALWAYS_INLINE void
-code_freed(const domain_t *d, void *p, int dom) {
+code_freed(const domain_t *d, void *p, int dom, int fam) {
+    if (fam != MP_PYFAM_ANY) return;
     if (dom_allocator(d, dom) == MP_ALLOC_PYMEM_OBJ && p) {
         if (mp_ldp(p, 8) == mp_pyenv.code_type) mp_fetch_add_relaxed(&mp_pycode_gen, 1);
     }
+}
+
+/* PyCode_Type's tp_dealloc, wrapped: every code object's deallocation ends the walk memos once it
+ * has freed the object, rather than every OBJ free testing its block's type (3 instructions and a
+ * read of the freed block on each; 1.3 an event on scripts/bench_py/churn.py). After, not before:
+ * the dealloc releases the object's names and tables, whose events may refill a memo entry with
+ * the dying object's addresses (a frame that runs it can still be on the chain then: 9.1 of
+ * python-frames.md); and between the free and the bump nothing can take the block for another
+ * code object, which is made with the GIL held, as the dealloc runs. Set in the constructor,
+ * before the interpreter has made any code object (hook_code_dealloc). */
+typedef void (*destructor_fn)(void *);
+static destructor_fn code_dealloc_orig;
+#define TP_NAME_OFF 24    /* PyTypeObject: PyObject_VAR_HEAD (24 bytes), tp_name, */
+#define TP_DEALLOC_OFF 48 /* tp_basicsize, tp_itemsize, tp_dealloc: 3.8 to 3.13 alike */
+
+static void
+code_dealloc(void *co) {
+    code_dealloc_orig(co);
+    mp_fetch_add_relaxed(&mp_pycode_gen, 1);
+}
+
+/* Wrap the tp_dealloc of type (PyCode_Type), once its tp_name says that the layout is the one
+ * above; whether it did. Type objects are writable (PyType_Ready fills them in). */
+static int
+hook_code_dealloc(const void *type) {
+    const uint8_t *t = type;
+    const char *name = (const char *)mp_ldp(t, TP_NAME_OFF);
+    destructor_fn *slot = (destructor_fn *)(uintptr_t)(t + TP_DEALLOC_OFF);
+    if (!name || strcmp(name, "code") != 0 || !*slot) return 0;
+    if (*slot == code_dealloc) return 1;
+    code_dealloc_orig = *slot;
+    __atomic_store_n(slot, code_dealloc, __ATOMIC_RELEASE);
+    return 1;
 }
 
 /* A RAW block is about to be freed, its FREE recorded: if it is the calling thread's thread state
@@ -312,7 +348,7 @@ static MP_ALWAYS_INLINE void
 hook_free_t(void *ctx, void *p, int fam, int dom, fast_free_fn ff) {
     domain_t *d = ctx;
     mp_thread_t *t = &mp_thread;
-    code_freed(d, p, dom);
+    code_freed(d, p, dom, fam);
     if (!p || !fast(t, fam)) {
         if (t->guard) { /* nested: passed through */
             held_freed(d, p, dom, fam);
@@ -716,16 +752,20 @@ mp_python_init(int walk) {
     mp_str_copy(info.allocator, sizeof info.allocator, pm && *pm ? pm : "default");
 
     const mp_pylayout_t *L = mp_pylayout_for((unsigned)(hex >> 24), (unsigned)(hex >> 16) & 0xff);
+    const void *code_type = sym("PyCode_Type");
     /* The hooks compiled for this layout; the fast path stays off until stacks are on and
-     * start-up is over (and for good with native stacks). */
-    hook_family = L ? mp_pyframes_family(L) : MP_PYFAM_ANY;
+     * start-up is over (and for good with native stacks). With stacks, they rely on code_dealloc
+     * to end the memos (code_freed): without it, the general hooks. */
+    int dealloc = walk && L && code_type && hook_code_dealloc(code_type);
+    if (walk && L && code_type && !dealloc)
+        mp_sys_log("PyCode_Type is not laid out as expected: the Python hooks' fast path is off");
+    hook_family = L && (dealloc || !walk) ? mp_pyframes_family(L) : MP_PYFAM_ANY;
     __atomic_fetch_or(&mp_pyfast,
                       (unsigned)hook_family | mp_pyfast_watch | mp_pyfast_nowalk |
                           (mp_native ? mp_pyfast_native : 0u),
                       __ATOMIC_SEQ_CST);
     unsigned hooks = install();
     found = 1;
-    const void *code_type = sym("PyCode_Type");
     const void *bytes_type = sym("PyBytes_Type");
     const void *unicode_type = sym("PyUnicode_Type");
     if (walk && !L) {
