@@ -28,8 +28,9 @@ mp_ring_first(void) {
  * mmap's zeroes) and for every ring after fork (the rest zeroed there). */
 static void
 start_empty(mp_ring_t *r) {
-    r->wbase = (uintptr_t)r->bytes; /* where head 0 is written (ring.h) */
-    r->seq_end = MP_RING_SEQ_NONE;  /* the first event reserves numbers (ring.h) */
+    r->wp = r->wlimit = r->bytes; /* head 0; the first event takes the slow path (below) */
+    r->lap = 0;
+    r->seq_end = MP_RING_SEQ_NONE; /* the first event reserves numbers (ring.h) */
 }
 
 mp_ring_t *
@@ -81,7 +82,7 @@ wait_a_pass(const int *abandon) {
  * wait). */
 static uint8_t *
 reserve_slow(mp_ring_t *r, const int *abandon) {
-    uint64_t h = r->head, cap = (uint64_t)r->mask + 1;
+    uint64_t h = mp_ring_head(r), cap = (uint64_t)r->mask + 1;
     for (int waited = 0; h + MP_RING_EVENT_MAX - r->tail_cache > cap; waited = 1) {
         if (waited && wait_a_pass(abandon) != 0) return NULL;
         r->tail_cache = mp_load_acquire(&r->tail);
@@ -93,12 +94,14 @@ reserve_slow(mp_ring_t *r, const int *abandon) {
  * the next fast path's limit. */
 static void
 publish_slow(mp_ring_t *r, size_t n) {
-    uint64_t h = r->head, nh = h + n, cap = (uint64_t)r->mask + 1, off = h & r->mask;
+    uint64_t h = mp_ring_head(r), nh = h + n, cap = (uint64_t)r->mask + 1, off = h & r->mask;
     /* An event that ran into the slack continues at the start of the storage: those bytes are
      * free (reserve checked the room), and the writer reads positions modulo the capacity. */
     if (off + n > cap) memcpy(r->bytes, r->bytes + cap, (size_t)(off + n - cap));
-    /* Release: the writer that sees the new head sees the event's bytes. */
-    mp_store_release(&r->head, nh);
+    /* Release: the writer that sees the new head sees the event's bytes. The lap first: the
+     * producer's own (mp_ring_head); the writer counts from its tail. */
+    r->lap = nh & ~(uint64_t)r->mask;
+    mp_store_release(&r->wp, r->bytes + (nh & r->mask));
     if (((h ^ nh) & ~(uint64_t)(MP_RING_KICK_BYTES - 1)) != 0) {
         r->tail_cache = mp_load_acquire(&r->tail);
         if (nh - r->tail_cache >= cap / 2) mp_ring_kick();
@@ -107,10 +110,11 @@ publish_slow(mp_ring_t *r, size_t n) {
      * or cross the next multiple of MP_RING_KICK_BYTES (which divides the capacity). */
     uint64_t room = r->tail_cache + cap - MP_RING_EVENT_MAX;
     uint64_t kick = (nh | (MP_RING_KICK_BYTES - 1)) + 1 - MP_RING_EVENT_MAX;
-    r->limit = room < kick ? room : kick;
+    uint64_t limit = room < kick ? room : kick;
     /* Every head up to the limit is in nh's lap (the next multiple of the capacity, a multiple
-     * of MP_RING_KICK_BYTES, is past it), where bytes + (head & mask) is wbase + head. */
-    r->wbase = (uintptr_t)r->bytes - (nh & ~(uint64_t)r->mask);
+     * of MP_RING_KICK_BYTES, is past it), where wp is bytes + head - lap. A limit below the lap's
+     * start (no room) stops the fast path at once. */
+    r->wlimit = limit >= r->lap ? r->bytes + (limit - r->lap) : NULL;
 }
 
 int
@@ -183,7 +187,7 @@ mp_ring_note(mp_ring_t *r, const mp_ring_note_t *note, const int *abandon) {
         if (wait_a_pass(abandon) != 0) return -1;
     mp_ring_note_t *n = &r->notes[h % MP_RING_NOTES];
     *n = *note;
-    n->pos = r->head;
+    n->pos = mp_ring_head(r);
     /* Release: the writer that sees the note sees its fields. Its position is at or below every
      * head published after it, which is how the writer finds which bytes come before it. */
     mp_store_release(&r->notes_head, h + 1);
@@ -196,7 +200,7 @@ mp_ring_reset_after_fork(mp_ring_t *keep) {
      * events belong to the parent's dump (its writer still drains them there); the child's
      * dump starts its streams' deltas afresh. */
     for (mp_ring_t *r = registry; r; r = r->next) {
-        r->head = r->tail = r->tail_cache = r->limit = 0;
+        r->tail = r->tail_cache = 0;
         r->notes_head = r->notes_tail = 0;
         r->last_seq = r->last_ptr = r->last_ptr2 = r->alloc_bytes = 0;
         r->seq_start = r->seq_res_end = r->seq_lonely = 0;

@@ -60,12 +60,19 @@ typedef struct mp_ring_note_s {
 enum { mp_ring_free = 0, mp_ring_owned = 1 };
 
 typedef struct mp_ring_s {
-    /* Producer side: the owner writes these; the writer reads head, and the counters once, for
+    /* Producer side: the owner writes these; the writer reads wp, and the counters once, for
      * the trailer. What every event touches is in the first cache line (count[MP_EV_ALLOC] and
-     * count[MP_EV_FREE] included); the slow path's and REALLOC_FAIL's fields follow. */
-    _Alignas(64) uint64_t head; /* bytes published; release-stored by the producer */
-    uint64_t limit;             /* the last head at which the fast path may push (below) */
-    uint64_t last_seq;          /* delta bases of the next event: the last one's seq and ptr, */
+     * count[MP_EV_FREE] included); the slow path's and REALLOC_FAIL's fields follow.
+     *
+     * The head (bytes published, counted from the ring's start) is published as wp, where the
+     * next event goes: bytes + (head & mask), always below bytes + the capacity (the fast path
+     * never reaches the end, ring.c's publish_slow wraps it). The fast path writes at wp and
+     * compares it with wlimit, where it wrote at bytes + head less the lap's start and compared
+     * head: two instructions an event fewer. The producer gets head back with its lap
+     * (mp_ring_head), the writer with its tail (mp_ring_ready). */
+    _Alignas(64) uint8_t *wp; /* bytes + (head & mask); release-stored by the producer */
+    uint8_t *wlimit;          /* the last wp at which the fast path may push (below) */
+    uint64_t last_seq;        /* delta bases of the next event: the last one's seq and ptr, */
     uint64_t last_ptr;
     uint32_t last_stack;  /* and the last stack of an ALLOC or FREE */
     uint32_t notes_head;  /* notes published; release-stored by the producer */
@@ -77,8 +84,7 @@ typedef struct mp_ring_s {
     uint64_t seq_start;   /* the ring's last reservation of numbers: its first, */
     uint64_t seq_res_end; /* and its end (0: none yet) */
     uint32_t seq_lonely;  /* it found no other reservation since the ring's one before */
-    uintptr_t wbase;      /* bytes less the lap's first position: the fast path writes at wbase
-                           * + head (ring.c's publish_slow keeps it for the lap head is in) */
+    uint64_t lap;         /* head at bytes[0] in the lap wp is in (ring.c's publish_slow) */
     /* Consumer side. */
     _Alignas(64) uint64_t tail; /* bytes drained; release-stored by the writer */
     uint32_t notes_tail;        /* notes drained; release-stored by the writer */
@@ -92,6 +98,12 @@ typedef struct mp_ring_s {
     uint64_t owner_tid; /* the tid of the last owner note posted (capture.c), 0 = none */
     mp_ring_note_t notes[MP_RING_NOTES];
 } mp_ring_t;
+
+/* Producer (the owner, or a test with the ring to itself): bytes published so far. */
+static inline uint64_t
+mp_ring_head(const mp_ring_t *r) {
+    return r->lap + (uint64_t)(r->wp - r->bytes);
+}
 
 /* Called by producers when the writer should run now (ring filling, or full). */
 extern void (*mp_ring_kick)(void);
@@ -284,35 +296,35 @@ uint64_t mp_ring_seq_slow(mp_ring_t *r, uint64_t *seqs);
  * encoded where it goes, then published. 0, or -1 (nothing pushed, no number taken) if *abandon
  * ended a wait for room.
  *
- * The fast path runs while head <= limit and *seqs shows no reservation since the ring's block
- * (above): the producer's last view of the tail leaves room for the longest event, which cannot
- * run past the end of the storage (MP_RING_EVENT_MAX bytes free there, contiguous thanks to the
- * slack) nor cross a multiple of MP_RING_KICK_BYTES (where the writer may need a kick). It is
- * two compares, the encoding and a store, inside every hooked allocation; head is read once
- * (only this thread writes it: the byte stores, which may alias anything, do not make the
- * compiler read it again), and the number is the last one's + 1, so the short form's test of it
- * folds away. Everything else (the room check with a fresh tail and the wait, the copy of an
- * event that ran into the slack, the kick and a new limit, a new block of numbers) is
- * mp_ring_push_slow's, once per MP_RING_KICK_BYTES or so, and once per turn of a thread.
- * mp_ring_fast_ok is that test, with head h (every fast push: this, mp_ring_push_short and
+ * The fast path runs while head is at or below a limit (wp <= wlimit) and *seqs shows no
+ * reservation since the ring's block (above): the producer's last view of the tail leaves room
+ * for the longest event, which cannot run past the end of the storage (MP_RING_EVENT_MAX bytes free
+ * there, contiguous thanks to the slack) nor cross a multiple of MP_RING_KICK_BYTES (where the
+ * writer may need a kick). It is two compares, the encoding and a store, inside every hooked
+ * allocation; wp is read once (only this thread writes it: the byte stores, which may alias
+ * anything, do not make the compiler read it again), and the number is the last one's + 1, so the
+ * short form's test of it folds away. Everything else (the room check with a fresh tail and the
+ * wait, the copy of an event that ran into the slack, the kick and a new limit, a new block of
+ * numbers) is mp_ring_push_slow's, once per MP_RING_KICK_BYTES or so, and once per turn of a
+ * thread. mp_ring_fast_ok is that test, with wp p (every fast push: this, mp_ring_push_short and
  * mp_ring_push_short_other). */
 static inline int
-mp_ring_fast_ok(const mp_ring_t *r, uint64_t h, const uint64_t *seqs) {
+mp_ring_fast_ok(const mp_ring_t *r, const uint8_t *p, const uint64_t *seqs) {
     /* Relaxed: the argument above needs only coherence. */
-    return __builtin_expect(h <= r->limit, 1) &&
+    return __builtin_expect(p <= r->wlimit, 1) &&
            __builtin_expect(__atomic_load_n(seqs, __ATOMIC_RELAXED) == r->seq_end, 1);
 }
 static inline int
 mp_ring_push(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t *seqs, uint64_t ptr,
              uint64_t size, uint32_t stack, const int *abandon) {
-    uint64_t h = r->head;
-    if (!mp_ring_fast_ok(r, h, seqs))
+    uint8_t *p = r->wp;
+    if (!mp_ring_fast_ok(r, p, seqs))
         return mp_ring_push_slow(r, kind, allocator, seqs, ptr, size, stack, abandon);
     uint64_t seq = r->last_seq + 1;
-    /* bytes + (h & mask): no fast path runs across the end of the storage (above). */
-    size_t n = mp_ring_encode(r, (uint8_t *)(r->wbase + h), kind, allocator, seq, ptr, size, stack);
+    /* No fast path runs across the end of the storage (above). */
+    size_t n = mp_ring_encode(r, p, kind, allocator, seq, ptr, size, stack);
     /* Release: the writer that sees the new head sees the event's bytes. */
-    __atomic_store_n(&r->head, h + n, __ATOMIC_RELEASE);
+    __atomic_store_n(&r->wp, p + n, __ATOMIC_RELEASE);
     return 0;
 }
 
@@ -339,15 +351,14 @@ mp_ring_push(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t *seqs, ui
 static inline __attribute__((always_inline)) int
 mp_ring_push_short_base(mp_ring_t *r, unsigned kind, unsigned head, const uint64_t *seqs,
                         uint64_t ptr, uint64_t size, uint32_t stack, int other) {
-    uint64_t h = r->head;
-    if (!mp_ring_fast_ok(r, h, seqs)) return 0;
+    uint8_t *p = r->wp;
+    if (!mp_ring_fast_ok(r, p, seqs)) return 0;
     /* The size's test on its own, a compare: folded into the reach's (a shift and an or) it
      * kept one more value live, which cost a saved register (4 instructions an ALLOC). */
     if (kind == MP_EV_ALLOC && __builtin_expect(size > 0xffff, 0)) return 0;
     uint64_t last = r->last_ptr;
     uint64_t d = ptr - (other ? r->last_ptr2 : last);
     if (__builtin_expect(mp_ring_out_of_reach(d) != 0, 0)) return 0;
-    uint8_t *p = (uint8_t *)(r->wbase + h);
     uint32_t field = (uint32_t)mp_ring_ptr_field(d) | (other ? 1u << 23 : 0u);
     size_t n = mp_ring_put_fields(p, kind, field, size);
     if (stack == r->last_stack) {
@@ -363,7 +374,7 @@ mp_ring_push_short_base(mp_ring_t *r, unsigned kind, unsigned head, const uint64
     if (other) r->last_ptr2 = last;
     r->last_ptr = ptr;
     mp_owner_add(&r->count[kind], 1);
-    __atomic_store_n(&r->head, h + n, __ATOMIC_RELEASE);
+    __atomic_store_n(&r->wp, p + n, __ATOMIC_RELEASE);
     return 1;
 }
 static inline int
@@ -394,7 +405,11 @@ int mp_ring_note(mp_ring_t *r, const mp_ring_note_t *note, const int *abandon);
  * it: it waits for a later pass, with the bytes before it. After using them, mp_ring_consume. */
 static inline uint64_t
 mp_ring_ready(mp_ring_t *r) {
-    return __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
+    const uint8_t *wp = __atomic_load_n(&r->wp, __ATOMIC_ACQUIRE);
+    /* head - tail is below the capacity (the producer keeps MP_RING_EVENT_MAX free): it is the
+     * distance from tail's position to wp's, modulo the capacity. */
+    uint64_t t = mp_load_relaxed(&r->tail); /* the writer's own */
+    return t + (((uint64_t)(wp - r->bytes) - t) & r->mask);
 }
 static inline uint32_t
 mp_ring_notes_ready(mp_ring_t *r) {

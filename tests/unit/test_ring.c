@@ -398,12 +398,12 @@ read_all(void) {
  * push would wait. Single-threaded: tail does not move meanwhile. Returns the bytes pushed. */
 static uint64_t
 fill(mp_ring_t *r, uint64_t who, uint64_t *i) {
-    uint64_t h0 = r->head;
-    while (r->head + ROOM - r->tail <= CAP) {
+    uint64_t h0 = mp_ring_head(r);
+    while (mp_ring_head(r) + ROOM - r->tail <= CAP) {
         ev_t e = event(who, (*i)++);
         cr_assert_eq(push(r, &e, &alone), 0);
     }
-    return r->head - h0;
+    return mp_ring_head(r) - h0;
 }
 
 /* The ring's counters and delta state agree with what the reader decoded from its stream. */
@@ -434,7 +434,7 @@ Test(ring, claim_maps_new_rings_in_stream_order, .timeout = 30) {
         mp_ring_t *r = rs[i];
         cr_assert_eq(r->state, mp_ring_owned);
         cr_assert_eq(r->mask, CAP - 1);
-        cr_assert_eq(r->head, 0);
+        cr_assert_eq(mp_ring_head(r), 0);
         cr_assert_eq(r->tail, 0);
         cr_assert_eq(r->tail_cache, 0);
         cr_assert_eq(r->notes_head, 0);
@@ -444,7 +444,7 @@ Test(ring, claim_maps_new_rings_in_stream_order, .timeout = 30) {
         cr_assert(r->count[0] == 0 && r->count[1] == 0 && r->count[2] == 0);
         cr_assert_eq(r->alloc_bytes, 0);
         cr_assert_eq((uintptr_t)r % 64, 0, "ring header not cache-line aligned");
-        cr_assert_geq((uintptr_t)&r->tail - (uintptr_t)&r->head, 64, "tail shares head's line");
+        cr_assert_geq((uintptr_t)&r->tail - (uintptr_t)&r->wp, 64, "tail shares wp's line");
         /* The storage and its slack are there and writable. */
         cr_assert_not_null(r->bytes);
         r->bytes[0] = 1;
@@ -492,7 +492,7 @@ Test(ring, encodes_stream_events_with_counters_and_delta_state, .timeout = 30) {
     /* A FREE: no size (999 is not written), ptr delta -16. */
     cr_assert_eq(push_at(r, MP_EV_FREE, MP_ALLOC_FREE, 7, 0xff0, 999, 300, &alone), 0);
     static const uint8_t f[] = {0x49, 0x05, 0x3f, 0xb2, 0x04};
-    cr_assert_eq(r->head, sizeof a + sizeof f);
+    cr_assert_eq(mp_ring_head(r), sizeof a + sizeof f);
     check_bytes(r->bytes + sizeof a, f, sizeof f, "FREE");
     cr_assert_eq(r->count[MP_EV_FREE], 1);
     cr_assert_eq(r->alloc_bytes, 100, "a FREE's size counted");
@@ -503,21 +503,21 @@ Test(ring, encodes_stream_events_with_counters_and_delta_state, .timeout = 30) {
      * the same: the short form, with a 3-byte ptr delta (0 + 2^22: 00 00 40). */
     cr_assert_eq(push_at(r, MP_EV_REALLOC_FAIL, MP_ALLOC_REALLOC, 8, 0xff0, 77, 55, &alone), 0);
     static const uint8_t rf[] = {0x92, 0x00, 0x00, 0x40};
-    cr_assert_eq(r->head, sizeof a + sizeof f + sizeof rf);
+    cr_assert_eq(mp_ring_head(r), sizeof a + sizeof f + sizeof rf);
     check_bytes(r->bytes + sizeof a + sizeof f, rf, sizeof rf, "REALLOC_FAIL");
     cr_assert_eq(r->count[MP_EV_REALLOC_FAIL], 1);
     cr_assert_eq(r->last_seq, 8);
 
     /* Long fields: a 6-byte seq delta, a negative ptr delta, a size of 2^56 or more (a zero byte
      * and 8 bytes) and a 5-byte stack. */
-    uint64_t h = r->head;
+    uint64_t h = mp_ring_head(r);
     cr_assert_eq(push_at(r, MP_EV_ALLOC, MP_ALLOC_PYMEM_OBJ, 8 + (1ull << 35), 0, 1ull << 63,
                          0xffffffffu, &alone),
                  0);
     static const uint8_t big[] = {0x60, 0x20, 0x00, 0x00, 0x00, 0x00, 0x02, 0x7e,
                                   0x7f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
                                   0x00, 0x80, 0xf0, 0xff, 0xff, 0xff, 0x1f};
-    cr_assert_eq(r->head - h, sizeof big);
+    cr_assert_eq(mp_ring_head(r) - h, sizeof big);
     check_bytes(r->bytes + h, big, sizeof big, "long ALLOC");
     cr_assert_eq(r->count[MP_EV_ALLOC], 2);
     cr_assert_eq(r->alloc_bytes, 100 + (1ull << 63));
@@ -531,25 +531,25 @@ Test(ring, encodes_stream_events_with_counters_and_delta_state, .timeout = 30) {
     /* Seqs + 1, ptr 0, stack 1 after the first (7 bytes, with the stack): a FREE is 4 bytes, an
      * ALLOC 6; the head is then odd, as CAP - 3, so they make up the even distance. */
     push_at(r, MP_EV_FREE, MP_ALLOC_FREE, ++seq, 0, 0, 1, &alone);
-    cr_assert_eq(r->head % 2, 1);
-    while (r->head % CAP != CAP - 3) {
-        uint64_t d = CAP - 3 - r->head % CAP;
+    cr_assert_eq(mp_ring_head(r) % 2, 1);
+    while (mp_ring_head(r) % CAP != CAP - 3) {
+        uint64_t d = CAP - 3 - mp_ring_head(r) % CAP;
         if (d % 4 == 2)
             push_at(r, MP_EV_ALLOC, MP_ALLOC_MALLOC, ++seq, 0, 1, 1, &alone);
         else
             push_at(r, MP_EV_FREE, MP_ALLOC_FREE, ++seq, 0, 0, 1, &alone);
-        if (r->head - r->tail > CAP / 4) mp_ring_consume(r, r->head, r->notes_head);
+        if (mp_ring_head(r) - r->tail > CAP / 4) mp_ring_consume(r, mp_ring_head(r), r->notes_head);
     }
-    mp_ring_consume(r, r->head, r->notes_head);
-    h = r->head;
+    mp_ring_consume(r, mp_ring_head(r), r->notes_head);
+    h = mp_ring_head(r);
     cr_assert_eq(push_at(r, MP_EV_ALLOC, MP_ALLOC_PYMEM_OBJ, seq + (1ull << 35), (uint64_t)-0xff0,
                          1ull << 63, 0xffffffffu, &alone),
                  0);
-    cr_assert_eq(r->head - h, sizeof big);
+    cr_assert_eq(mp_ring_head(r) - h, sizeof big);
     check_bytes(r->bytes + CAP - 3, big, 3, "end of the storage");
     check_bytes(r->bytes, big + 3, sizeof big - 3, "start of the storage");
     uint8_t out[sizeof big];
-    mp_ring_copy(r, h, r->head, out);
+    mp_ring_copy(r, h, mp_ring_head(r), out);
     check_bytes(out, big, sizeof big, "mp_ring_copy");
 }
 
@@ -565,14 +565,14 @@ Test(ring, wraps_with_events_of_every_length, .timeout = 30) {
     /* Batches (in events) that do not divide the capacity, so event boundaries land everywhere;
      * the longer ones stop when the ring is full. About 40 times the capacity in all. */
     static const unsigned batch[] = {1, 7, 1000, 30011, 8191, 5000, 3333, 2, 17000, 40000};
-    for (unsigned round = 0; r->head < 40 * CAP; round++) {
+    for (unsigned round = 0; mp_ring_head(r) < 40 * CAP; round++) {
         unsigned n = batch[round % (sizeof batch / sizeof batch[0])];
-        for (unsigned k = 0; k < n && r->head + ROOM - r->tail <= CAP; k++, i++) {
+        for (unsigned k = 0; k < n && mp_ring_head(r) + ROOM - r->tail <= CAP; k++, i++) {
             ev_t e = event(7, i);
-            uint64_t h = r->head;
+            uint64_t h = mp_ring_head(r);
             if (push(r, &e, &alone) != 0)
                 cr_assert_fail("push %llu refused", (unsigned long long)i);
-            uint64_t len = r->head - h;
+            uint64_t len = mp_ring_head(r) - h;
             if (len < 2 || len > EVENT_LONGEST || r->last_seq != e.seq || r->last_ptr != e.ptr)
                 cr_assert_fail("event %llu: %llu bytes, last_seq %llx, last_ptr %llx",
                                (unsigned long long)i, (unsigned long long)len,
@@ -587,7 +587,7 @@ Test(ring, wraps_with_events_of_every_length, .timeout = 30) {
         read_ring(r);
         CHECK_READER();
         cr_assert_eq(rd.next[7], i);
-        cr_assert_eq(r->tail, r->head);
+        cr_assert_eq(r->tail, mp_ring_head(r));
     }
     cr_log_info("wrap: %llu events, %llu straddled the end", (unsigned long long)i,
                 (unsigned long long)straddled);
@@ -627,7 +627,7 @@ Test(ring, fills_then_drains_repeatedly, .timeout = 30) {
         ev_t e;
         for (;;) {
             e = event(1, i);
-            h = r->head, seq = r->last_seq, ptr = r->last_ptr, bytes = r->alloc_bytes;
+            h = mp_ring_head(r), seq = r->last_seq, ptr = r->last_ptr, bytes = r->alloc_bytes;
             memcpy(count, r->count, sizeof count);
             before = kicked();
             if (push(r, &e, &abandon) != 0) break;
@@ -636,7 +636,7 @@ Test(ring, fills_then_drains_repeatedly, .timeout = 30) {
         /* Refused only when full, and then nothing was written. */
         cr_assert_gt(h + ROOM - r->tail, CAP, "refused with %llu bytes free",
                      (unsigned long long)(CAP - (h - r->tail)));
-        cr_assert_eq(r->head, h);
+        cr_assert_eq(mp_ring_head(r), h);
         cr_assert_eq(mp_ring_ready(r), h);
         cr_assert(r->last_seq == seq && r->last_ptr == ptr && r->alloc_bytes == bytes);
         cr_assert_eq(memcmp(count, r->count, sizeof count), 0);
@@ -657,7 +657,7 @@ Test(ring, fills_then_drains_repeatedly, .timeout = 30) {
     check_counters(r);
 }
 
-/* The fast path (head <= limit, ring.h) is taken only where it is safe: the room, the end of the
+/* The fast path (wp <= wlimit, ring.h) is taken only where it is safe: the room, the end of the
  * storage and the next multiple of MP_RING_KICK_BYTES are all at least MP_RING_EVENT_MAX away
  * (checked against the real tail, which only advances); and it is taken for nearly every event. */
 Test(ring, fast_path_only_where_safe_and_nearly_always, .timeout = 30) {
@@ -666,19 +666,19 @@ Test(ring, fast_path_only_where_safe_and_nearly_always, .timeout = 30) {
     mp_ring_t *r = mp_ring_claim();
     cr_assert_eq(post_owner(r, 5, &alone), 0);
     uint64_t fast = 0, n = 0;
-    for (uint64_t i = 0; r->head < 20 * CAP; i++, n++) {
-        uint64_t h = r->head;
-        if (h <= r->limit) {
+    for (uint64_t i = 0; mp_ring_head(r) < 20 * CAP; i++, n++) {
+        uint64_t h = mp_ring_head(r);
+        if (r->wp <= r->wlimit) {
             fast++;
             if (h + MP_RING_EVENT_MAX - r->tail > CAP || (h & r->mask) + MP_RING_EVENT_MAX > CAP ||
                 (h | (MP_RING_KICK_BYTES - 1)) + 1 - h < MP_RING_EVENT_MAX)
                 cr_assert_fail("fast path at head %llu (tail %llu, limit %llu)",
                                (unsigned long long)h, (unsigned long long)r->tail,
-                               (unsigned long long)r->limit);
+                               (unsigned long long)(r->lap + (uint64_t)(r->wlimit - r->bytes)));
         }
         ev_t e = event(5, i);
         cr_assert_eq(push(r, &e, &alone), 0);
-        if (r->head - r->tail > CAP / 3) read_ring(r);
+        if (mp_ring_head(r) - r->tail > CAP / 3) read_ring(r);
     }
     read_ring(r);
     CHECK_READER();
@@ -723,7 +723,7 @@ Test(ring, short_push_writes_what_push_writes, .timeout = 30) {
      * and off the 16-byte grid. */
     const int64_t M = (int64_t)1 << 26;
     const int64_t edges[] = {-M - 16, -M, -M + 16, M - 16, M, M + 16, 8, -8, M - 8, -M + 8, 0};
-    for (uint64_t i = 0; a->head < CAP / 2; i++, n++) {
+    for (uint64_t i = 0; mp_ring_head(a) < CAP / 2; i++, n++) {
         uint64_t x = mix(i), y = mix(x);
         unsigned kind = x & 1 ? MP_EV_ALLOC : MP_EV_FREE, allocator = (unsigned)(x >> 1) % 13;
         /* Two regions (pymalloc's arenas and the malloc heap, say), and now and then anywhere. */
@@ -735,7 +735,7 @@ Test(ring, short_push_writes_what_push_writes, .timeout = 30) {
         uint64_t size = (x >> 8) % 20 ? (y >> 40) & 0xffff : (y >> 40) & 0xffffff;
         if ((x >> 16) % 3 == 0) stack = (x >> 20) % 50 ? (uint32_t)(y % 5000) + 1 : 1u << 24 | 5;
         big += stack >> 24 != 0;
-        uint64_t h = a->head; /* no consumer: the rings stay below CAP, unwrapped */
+        uint64_t h = mp_ring_head(a); /* no consumer: the rings stay below CAP, unwrapped */
         cr_assert_eq(mp_ring_push(a, kind, allocator, &seqs_a, ptr, size, stack, &alone), 0);
         /* As its callers (capture.c), only stacks below MP_RING_SHORT_STACKS. */
         if (stack < MP_RING_SHORT_STACKS &&
@@ -751,11 +751,13 @@ Test(ring, short_push_writes_what_push_writes, .timeout = 30) {
         } else {
             cr_assert_eq(mp_ring_push(b, kind, allocator, &seqs_b, ptr, size, stack, &alone), 0);
         }
-        if (a->head != b->head || memcmp(a->bytes + h, b->bytes + h, a->head - h) != 0)
+        if (mp_ring_head(a) != mp_ring_head(b) ||
+            memcmp(a->bytes + h, b->bytes + h, mp_ring_head(a) - h) != 0)
             cr_assert_fail("event %llu: the rings differ (heads %llu, %llu)", (unsigned long long)i,
-                           (unsigned long long)a->head, (unsigned long long)b->head);
+                           (unsigned long long)mp_ring_head(a),
+                           (unsigned long long)mp_ring_head(b));
     }
-    cr_assert_eq(memcmp(a->bytes, b->bytes, a->head), 0);
+    cr_assert_eq(memcmp(a->bytes, b->bytes, mp_ring_head(a)), 0);
     cr_assert_eq(a->last_seq, b->last_seq);
     cr_assert_eq(a->last_ptr, b->last_ptr);
     cr_assert_eq(a->last_ptr2, b->last_ptr2);
@@ -782,7 +784,7 @@ Test(ring, a_drained_ring_never_kicks_the_writer, .timeout = 30) {
     mp_ring_t *r = mp_ring_claim();
     post_owner(r, 3, &alone);
     uint64_t i = 0;
-    for (; r->head < 4 * CAP; i++) {
+    for (; mp_ring_head(r) < 4 * CAP; i++) {
         ev_t e = event(3, i);
         push(r, &e, &alone);
         if ((i + 1) % 1000 == 0) read_ring(r);
@@ -801,13 +803,13 @@ Test(ring, kicks_the_writer_from_half_full, .timeout = 30) {
     uint64_t i = 0;
     /* From empty at 0: no kick below half full, then one at each multiple of MP_RING_KICK_BYTES
      * from half full on (the last, at the capacity, is out of reach: the ring is full before). */
-    while (r->head + ROOM <= CAP) {
+    while (mp_ring_head(r) + ROOM <= CAP) {
         ev_t e = event(4, i++);
         push(r, &e, &alone);
-        if (r->head < CAP / 2 && kicked() != 0)
-            cr_assert_fail("kicked at %llu bytes", (unsigned long long)r->head);
-        if (r->head >= CAP / 2 && kicked() != (int)((r->head - CAP / 2) / KICK + 1))
-            cr_assert_fail("%d kicks at %llu bytes", kicked(), (unsigned long long)r->head);
+        if (mp_ring_head(r) < CAP / 2 && kicked() != 0)
+            cr_assert_fail("kicked at %llu bytes", (unsigned long long)mp_ring_head(r));
+        if (mp_ring_head(r) >= CAP / 2 && kicked() != (int)((mp_ring_head(r) - CAP / 2) / KICK + 1))
+            cr_assert_fail("%d kicks at %llu bytes", kicked(), (unsigned long long)mp_ring_head(r));
     }
     cr_assert_eq(kicked(), (int)(CAP / 2 / KICK));
     read_ring(r);
@@ -822,14 +824,14 @@ Test(ring, kicks_the_writer_from_half_full, .timeout = 30) {
     __atomic_store_n(&kicks, 0, __ATOMIC_RELAXED);
     uint64_t t = r->tail;
     int want = 0;
-    while (r->head + ROOM - t <= CAP) {
+    while (mp_ring_head(r) + ROOM - t <= CAP) {
         ev_t e = event(4, i++);
-        uint64_t h = r->head;
+        uint64_t h = mp_ring_head(r);
         push(r, &e, &alone);
-        if (h / KICK != r->head / KICK && r->head - t >= CAP / 2) want++;
+        if (h / KICK != mp_ring_head(r) / KICK && mp_ring_head(r) - t >= CAP / 2) want++;
         if (kicked() != want)
             cr_assert_fail("%d kicks at %llu bytes in the ring, want %d", kicked(),
-                           (unsigned long long)(r->head - t), want);
+                           (unsigned long long)(mp_ring_head(r) - t), want);
     }
     cr_assert(want == 3 || want == 4, "%d kicks from half full to full", want);
     read_ring(r);
@@ -874,7 +876,7 @@ Test(ring, full_ring_waits_for_the_consumer, .timeout = 30) {
     cr_assert_eq(pthread_create(&th, NULL, late_consumer, &c), 0);
     uint64_t i = 0;
     /* The consumer sleeps: fill the ring (tail is 0 until it wakes). */
-    while (r->head + ROOM <= CAP) {
+    while (mp_ring_head(r) + ROOM <= CAP) {
         ev_t e = event(0, i++);
         cr_assert_eq(push(r, &e, &stop), 0);
     }
@@ -897,8 +899,8 @@ Test(ring, full_ring_waits_for_the_consumer, .timeout = 30) {
     cr_assert_eq(rc, 0);
     cr_assert_eq(rd.next[0], c.expect);
     cr_assert_gt(kicked(), 0);
-    cr_assert_eq(r->tail, r->head);
-    cr_assert_gt(r->head, 3 * CAP);
+    cr_assert_eq(r->tail, mp_ring_head(r));
+    cr_assert_gt(mp_ring_head(r), 3 * CAP);
     check_counters(r);
 }
 
@@ -981,11 +983,11 @@ Test(ring, events_past_the_end_are_whole_when_published, .timeout = 30) {
     int rc = 0;
     while (rc == 0 && straddled < 12) {
         ev_t e = event(8, i++);
-        uint64_t h = r->head;
+        uint64_t h = mp_ring_head(r);
         rc = push(r, &e, &stop);
-        if (rc != 0 || (h & r->mask) + (r->head - h) <= CAP) continue;
+        if (rc != 0 || (h & r->mask) + (mp_ring_head(r) - h) <= CAP) continue;
         straddled++;
-        while (__atomic_load_n(&r->tail, __ATOMIC_ACQUIRE) != r->head &&
+        while (__atomic_load_n(&r->tail, __ATOMIC_ACQUIRE) != mp_ring_head(r) &&
                !__atomic_load_n(&stop, __ATOMIC_ACQUIRE))
             sched_yield();
     }
@@ -1012,7 +1014,7 @@ Test(ring, notes_cut_the_bytes_where_they_happened, .timeout = 30) {
         ev_t e = event(21, i);
         push(r, &e, &alone);
     }
-    uint64_t at = r->head;
+    uint64_t at = mp_ring_head(r);
     post_marker(r, 1000, MP_MARK_MAIN_END, 111, &alone);
     post_marker(r, 1001, MP_MARK_EXIT, 222, &alone); /* two at the same position */
     cr_assert_eq(r->notes[1].pos, at);
@@ -1062,7 +1064,7 @@ Test(ring, notes_cut_the_bytes_where_they_happened, .timeout = 30) {
         cr_assert_eq(l->note.b, want[k].b, "note %zu", k);
     }
     cr_assert_eq(rd.log[3].note.pos, h);
-    cr_assert_eq(rd.log[5].note.pos, r->head);
+    cr_assert_eq(rd.log[5].note.pos, mp_ring_head(r));
     check_counters(r);
 }
 
@@ -1085,17 +1087,17 @@ Test(ring, notes_interleaved_with_events_across_wraps, .timeout = 30) {
             push(r, &e, &alone);
         }
         before[m] = i;
-        pos[m] = r->head;
+        pos[m] = mp_ring_head(r);
         post_marker(r, m, MP_MARK_EXIT, x, &alone);
         m++;
         /* Read when the ring is getting full or every note is taken, and at random. */
-        if (r->head - r->tail > CAP / 2 || r->notes_head - r->notes_tail == NOTES ||
+        if (mp_ring_head(r) - r->tail > CAP / 2 || r->notes_head - r->notes_tail == NOTES ||
             (x >> 20) % 5 == 0)
             read_ring(r);
     }
     read_ring(r);
     CHECK_READER();
-    cr_assert_gt(r->head, 5 * CAP);
+    cr_assert_gt(mp_ring_head(r), 5 * CAP);
     cr_assert_eq(rd.next[9], i);
     cr_assert_eq(rd.nlog, 1 + markers);
     for (uint32_t k = 0; k < markers; k++) {
@@ -1532,7 +1534,7 @@ Test(ring, claim_reuses_a_released_ring_with_its_pending_bytes, .timeout = 30) {
         ev_t e = event(11, i);
         push(a, &e, &alone);
     }
-    uint64_t h = a->head;
+    uint64_t h = mp_ring_head(a);
     mp_ring_release(a);
     cr_assert_eq(a->state, mp_ring_free);
     cr_assert_eq(mp_ring_ready(a), h, "release must keep pending bytes");
@@ -1618,7 +1620,7 @@ three_busy_rings(mp_ring_t *r[3]) {
         for (uint64_t s = 0; s < 100 + (uint64_t)i; s++) {
             ev_t e = event(100 + (uint64_t)i, s);
             push(r[i], &e, &alone);
-            if (s == 39) h40 = r[i]->head;
+            if (s == 39) h40 = mp_ring_head(r[i]);
             if (s == 49 && i == 1) post_marker(r[i], 77, MP_MARK_EXIT, 88, &alone);
         }
         if (i == 0) read_ring_upto(r[0], h40);
@@ -1635,7 +1637,7 @@ Test(ring, reset_after_fork_empties_every_ring_and_keeps_one, .timeout = 30) {
     /* The kept ring's producer has a view of the tail to forget: read, then cross a multiple of
      * MP_RING_KICK_BYTES (the producer refreshes its view there). */
     read_ring(r[1]);
-    for (uint64_t s = 101; r[1]->head < KICK; s++) {
+    for (uint64_t s = 101; mp_ring_head(r[1]) < KICK; s++) {
         ev_t e = event(101, s);
         push(r[1], &e, &alone);
     }
@@ -1643,7 +1645,7 @@ Test(ring, reset_after_fork_empties_every_ring_and_keeps_one, .timeout = 30) {
     mp_ring_release(r[2]);
     mp_ring_reset_after_fork(r[1]);
     for (int i = 0; i < 3; i++) {
-        cr_assert_eq(r[i]->head, 0);
+        cr_assert_eq(mp_ring_head(r[i]), 0);
         cr_assert_eq(r[i]->tail, 0);
         cr_assert_eq(r[i]->tail_cache, 0);
         cr_assert_eq(r[i]->notes_head, 0);
@@ -1698,7 +1700,7 @@ Test(ring, real_fork_child_resets_parent_keeps_its_bytes, .timeout = 30) {
     uint64_t head[3], seq[3], count[3][3];
     uint32_t notes[3];
     for (int i = 0; i < 3; i++) {
-        head[i] = r[i]->head;
+        head[i] = mp_ring_head(r[i]);
         seq[i] = r[i]->last_seq;
         notes[i] = r[i]->notes_head;
         memcpy(count[i], r[i]->count, sizeof count[i]);
@@ -1710,7 +1712,7 @@ Test(ring, real_fork_child_resets_parent_keeps_its_bytes, .timeout = 30) {
         mp_ring_reset_after_fork(r[0]);
         int bad = 0;
         for (int i = 0; i < 3; i++) {
-            bad |= r[i]->head != 0 || r[i]->tail != 0 || r[i]->notes_head != 0;
+            bad |= mp_ring_head(r[i]) != 0 || r[i]->tail != 0 || r[i]->notes_head != 0;
             bad |= r[i]->last_seq != 0 || r[i]->last_stack != 0 || r[i]->count[MP_EV_ALLOC] != 0;
             bad |= r[i]->state != (i == 0 ? (uint32_t)mp_ring_owned : (uint32_t)mp_ring_free);
         }
