@@ -631,7 +631,7 @@ python_stack_id(mp_thread_t *t, mp_ring_t *r, int fam, int native) {
         if (ts)
             t->py_held = ts;
         else
-            ts = mp_pyframes_tstate_fam(t->self, fam);
+            ts = mp_pyframes_tstate_tss(fam);
     } else {
         ts = mp_pyframes_tstate_fam(t->self, fam);
     }
@@ -827,8 +827,7 @@ mp_capture_py_hot(const mp_thread_t *t, int fam) {
          * PyGILState_Release), whose RAW free of it resets py_held (python.c's held_freed) before
          * the address can hold another state; the exception, daemon threads' states freed by
          * finalization, is python-frames.md 3.2's. */
-        ts = mp_load_relaxed(
-            (const uint8_t *const *)(mp_pyenv.runtime + mp_pyL(fam)->rt_tstate_current));
+        ts = mp_pyframes_gil_state(fam);
         if (MP_UNLIKELY(ts != t->py_held)) return 0;
     }
     uint32_t set; /* a miss of any kind is the caller's; fast: t->memo is the ring's memo */

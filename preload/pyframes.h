@@ -90,6 +90,14 @@ mp_pyfam_ts_current_frame(int fam) {
     return fam == MP_PYFAM_ANY ? mp_pyenv.L.ts_current_frame >= 0 : fam == MP_PYFAM_313;
 }
 
+/* <= 3.11: the state of the thread that holds the GIL (the runtime's tstate_current), or NULL. */
+static inline const uint8_t *
+mp_pyframes_gil_state(int fam) {
+    return __atomic_load_n(
+        (const uint8_t *const *)(mp_pyenv.runtime + mp_pyL(fam)->rt_tstate_current),
+        __ATOMIC_RELAXED);
+}
+
 /* <= 3.11 (a family that mp_pyfam_gil_holder): the thread holding the GIL if it is self (its
  * pthread_self), else NULL. When it is self, the state is live whatever finalization does:
  * finalization frees other threads' states, and runs with the GIL held by the finalizing thread,
@@ -98,23 +106,17 @@ mp_pyfam_ts_current_frame(int fam) {
  * every event takes (this, and capture.c's mp_capture_py_hot). */
 static inline const uint8_t *
 mp_pyframes_tstate_held(uintptr_t self, int fam) {
-    const mp_pylayout_t *L = mp_pyL(fam);
-    const uint8_t *t = __atomic_load_n(
-        (const uint8_t *const *)(mp_pyenv.runtime + L->rt_tstate_current), __ATOMIC_RELAXED);
-    return t && (uintptr_t)mp_ldp(t, L->ts_thread_id) == self ? t : NULL;
+    const uint8_t *t = mp_pyframes_gil_state(fam);
+    return t && (uintptr_t)mp_ldp(t, mp_pyL(fam)->ts_thread_id) == self ? t : NULL;
 }
 
-/* The PyThreadState of the calling thread, whose pthread_self() is self, or NULL (none, or the
- * interpreter is finalizing); fam: the layout family (above). Inline: it runs on every event. */
+/* The calling thread's PyThreadState by the gilstate TSS, or NULL (none, or the interpreter is
+ * finalizing): mp_pyframes_tstate_fam's answer when the thread does not hold the GIL. */
 static inline const uint8_t *
-mp_pyframes_tstate_fam(uintptr_t self, int fam) {
+mp_pyframes_tstate_tss(int fam) {
     const mp_pylayout_t *L = mp_pyL(fam);
     const uint8_t *rt = mp_pyenv.runtime;
     const uint8_t *t = NULL;
-    if (mp_pyfam_gil_holder(fam)) {
-        t = mp_pyframes_tstate_held(self, fam);
-        if (t) return t;
-    }
     /* Finalization frees other threads' states (daemon threads), whose TSS still points to them:
      * checked before the TSS is read, python-frames.md 9.1; the residual check-then-use race is
      * 9.2. */
@@ -129,6 +131,17 @@ mp_pyframes_tstate_fam(uintptr_t self, int fam) {
     }
     if (t && fin && t != fin) return NULL;
     return t;
+}
+
+/* The PyThreadState of the calling thread, whose pthread_self() is self, or NULL (none, or the
+ * interpreter is finalizing); fam: the layout family (above). Inline: it runs on every event. */
+static inline const uint8_t *
+mp_pyframes_tstate_fam(uintptr_t self, int fam) {
+    if (mp_pyfam_gil_holder(fam)) {
+        const uint8_t *t = mp_pyframes_tstate_held(self, fam);
+        if (t) return t;
+    }
+    return mp_pyframes_tstate_tss(fam);
 }
 
 /* Where find_tstate_tls (python.c) says it is, the calling thread's _Py_tss_tstate (3.12+):

@@ -756,9 +756,13 @@ mp_python_init(int walk) {
     /* The hooks compiled for this layout; the fast path stays off until stacks are on and
      * start-up is over (and for good with native stacks). With stacks, they rely on code_dealloc
      * to end the memos (code_freed): without it, the general hooks. */
-    int dealloc = walk && L && code_type && hook_code_dealloc(code_type);
-    if (walk && L && code_type && !dealloc)
-        mp_sys_log("PyCode_Type is not laid out as expected: the Python hooks' fast path is off");
+    int dealloc = 0;
+    if (walk && L && code_type) {
+        dealloc = hook_code_dealloc(code_type);
+        if (!dealloc)
+            mp_sys_log(
+                "PyCode_Type is not laid out as expected: the Python hooks' fast path is off");
+    }
     hook_family = L && (dealloc || !walk) ? mp_pyframes_family(L) : MP_PYFAM_ANY;
     __atomic_fetch_or(&mp_pyfast,
                       (unsigned)hook_family | mp_pyfast_watch | mp_pyfast_nowalk |

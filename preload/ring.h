@@ -348,7 +348,7 @@ mp_ring_push(mp_ring_t *r, unsigned kind, unsigned allocator, uint64_t *seqs, ui
  *
  * other (a constant): against the other base (FORMAT.md 5.12: bit 23 of the ptr field), which
  * the previous ptr then becomes; mp_ring_push_short_other below. */
-static inline __attribute__((always_inline)) int
+static MP_ALWAYS_INLINE int
 mp_ring_push_short_base(mp_ring_t *r, unsigned kind, unsigned head, const uint64_t *seqs,
                         uint64_t ptr, uint64_t size, uint32_t stack, int other) {
     uint8_t *p = r->wp;
