@@ -845,10 +845,10 @@ alloc_push_any(mp_thread_t *t, unsigned head, void *ptr, size_t size, uint32_t s
     return ptr;
 }
 
-static MP_NOINLINE uint32_t
-free_push_any(mp_thread_t *t, unsigned head, const void *ptr, uint32_t stack) {
+static MP_NOINLINE void *
+free_push_any(mp_thread_t *t, unsigned head, void *ptr, uint32_t stack) {
     encode_event(t->ring, MP_EV_FREE, mp_ring_head_allocator(head), ptr, 0, stack);
-    return stack;
+    return ptr;
 }
 
 static MP_NOINLINE void *
@@ -860,12 +860,12 @@ alloc_push_long(mp_thread_t *t, unsigned head, void *ptr, size_t size, uint32_t 
     return ptr;
 }
 
-static MP_NOINLINE uint32_t
-free_push_long(mp_thread_t *t, unsigned head, const void *ptr, uint32_t stack) {
+static MP_NOINLINE void *
+free_push_long(mp_thread_t *t, unsigned head, void *ptr, uint32_t stack) {
     if (MP_UNLIKELY(!mp_ring_push_short_other(t->ring, MP_EV_FREE, head, &mp_seq,
                                               (uint64_t)(uintptr_t)ptr, 0, stack)))
         return free_push_any(t, head, ptr, stack);
-    return stack;
+    return ptr;
 }
 
 MP_HOT_TEXT("push")
@@ -879,12 +879,12 @@ mp_capture_py_alloc_push(mp_thread_t *t, unsigned head, void *ptr, size_t size, 
 }
 
 MP_HOT_TEXT("push")
-uint32_t
-mp_capture_py_free_push(mp_thread_t *t, unsigned head, const void *ptr, uint32_t stack) {
+void *
+mp_capture_py_free_push(mp_thread_t *t, unsigned head, void *ptr, uint32_t stack) {
     if (MP_UNLIKELY(!mp_ring_push_short(t->ring, MP_EV_FREE, head, &mp_seq,
                                         (uint64_t)(uintptr_t)ptr, 0, stack)))
         return free_push_long(t, head, ptr, stack);
-    return stack;
+    return ptr;
 }
 
 uint32_t

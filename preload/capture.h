@@ -112,11 +112,12 @@ uint32_t mp_capture_py_fast(mp_thread_t *t, unsigned kind, unsigned allocator, c
 uint32_t mp_capture_py_hot(const mp_thread_t *t, int fam);
 /* The fast path's push of an event whose stack is known, below MP_RING_SHORT_STACKS (ring.h): an
  * ALLOC (which also ends the guard and returns ptr, for the hooks to jump to) and a FREE (which
- * returns stack). head: the event's short head byte (ring.h's mp_ring_short_head of its kind and
- * allocator). */
+ * returns ptr, for the free hook's call of the function it wraps: python.c's hook_free_t). Either
+ * leaves stack as the ring's last_stack (a realloc's ALLOC takes it from there). head: the event's
+ * short head byte (ring.h's mp_ring_short_head of its kind and allocator). */
 void *mp_capture_py_alloc_push(mp_thread_t *t, unsigned head, void *ptr, size_t size,
                                uint32_t stack) __attribute__((noinline));
-uint32_t mp_capture_py_free_push(mp_thread_t *t, unsigned head, const void *ptr, uint32_t stack)
+void *mp_capture_py_free_push(mp_thread_t *t, unsigned head, void *ptr, uint32_t stack)
     __attribute__((noinline));
 /* On the fast path, an event with its stack known and any id (a failed realloc's REALLOC_FAIL,
  * or its ALLOC when the stack is too large for mp_capture_py_alloc_push): out of line, as it is

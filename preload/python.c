@@ -135,7 +135,8 @@ dom_allocator(const domain_t *d, int dom) {
  * python-frames.md 8.3). The stack of nearly every event (mp_capture_py_hot) and its push
  * (mp_capture_py_*_push) take no call that returns to them, so these functions save few registers
  * or none; anything else goes to slow_*, which start over with mp_capture_py_fast. An ALLOC's
- * ends the guard and returns the block: the hooks jump to it. */
+ * ends the guard and returns the block: the hooks jump to it. A FREE's returns the block too, for
+ * the free hook's wrapped call. */
 #define FAST_FNS(sfx, fam)                                                                         \
     static MP_NOINLINE MP_FLATTEN void *slow_alloc_##sfx(mp_thread_t *t, unsigned hd, void *p,     \
                                                          size_t n) {                               \
@@ -143,8 +144,9 @@ dom_allocator(const domain_t *d, int dom) {
         t->guard = 0;                                                                              \
         return p;                                                                                  \
     }                                                                                              \
-    static MP_NOINLINE MP_FLATTEN uint32_t slow_free_##sfx(mp_thread_t *t, unsigned hd, void *p) { \
-        return mp_capture_py_fast(t, MP_EV_FREE, mp_ring_head_allocator(hd), p, 0, fam);           \
+    static MP_NOINLINE MP_FLATTEN void *slow_free_##sfx(mp_thread_t *t, unsigned hd, void *p) {    \
+        mp_capture_py_fast(t, MP_EV_FREE, mp_ring_head_allocator(hd), p, 0, fam);                  \
+        return p;                                                                                  \
     }                                                                                              \
     static MP_NOINLINE MP_FLATTEN MP_HOT_TEXT(#sfx) void *fast_alloc_##sfx(                        \
         mp_thread_t *t, unsigned hd, void *p, size_t n) {                                          \
@@ -152,15 +154,15 @@ dom_allocator(const domain_t *d, int dom) {
         if (MP_UNLIKELY(id == 0)) return slow_alloc_##sfx(t, hd, p, n);                            \
         return mp_capture_py_alloc_push(t, hd, p, n, id);                                          \
     }                                                                                              \
-    static MP_NOINLINE MP_FLATTEN MP_HOT_TEXT(#sfx)                                                \
-        uint32_t fast_free_##sfx(mp_thread_t *t, unsigned hd, void *p) {                           \
+    static MP_NOINLINE MP_FLATTEN MP_HOT_TEXT(#sfx) void *fast_free_##sfx(mp_thread_t *t,          \
+                                                                          unsigned hd, void *p) {  \
         uint32_t id = mp_capture_py_hot(t, fam);                                                   \
         if (MP_UNLIKELY(id == 0)) return slow_free_##sfx(t, hd, p);                                \
         return mp_capture_py_free_push(t, hd, p, id);                                              \
     }
 /* The hook templates below take the family's pair (FAST_FNS, instantiated by HOOKS). */
 typedef void *(*fast_alloc_fn)(mp_thread_t *t, unsigned hd, void *p, size_t n);
-typedef uint32_t (*fast_free_fn)(mp_thread_t *t, unsigned hd, void *p);
+typedef void *(*fast_free_fn)(mp_thread_t *t, unsigned hd, void *p);
 
 /* A fast ALLOC whose call failed: the guard's end, out of line, so that the hooks keep nothing
  * but the size across the wrapped call (the thread's address was kept for this: one saved
@@ -252,8 +254,13 @@ hook_realloc_t(void *ctx, void *p, size_t n, int fam, fast_alloc_fn fa, fast_fre
     unsigned a = d->allocator;
     unsigned ha = mp_ring_short_head(MP_EV_ALLOC, a);
     if (!p) return alloc_done(t, ha, d->orig.realloc(d->orig.ctx, NULL, n), n, fa);
-    uint32_t stack = ff(t, mp_ring_short_head(MP_EV_FREE, a), p);
+    p = ff(t, mp_ring_short_head(MP_EV_FREE, a), p);
     void *q = d->orig.realloc(d->orig.ctx, p, n);
+    /* The FREE's stack, which its push left in the ring (capture.h), read after the call (nested
+     * calls pass through: nothing else is pushed), which then keeps one value fewer. Every push
+     * of t's takes its own ring on the fast path, and only a push given up as the process ends
+     * leaves another stack there: the ALLOC below is then given up too. */
+    uint32_t stack = t->ring->last_stack;
     /* The ALLOC through the fast ALLOC's push (no copy of the encoder here: python-frames.md
      * 8.4), which ends the guard; a stack found on the slow path may be too large for it (ring.h:
      * MP_RING_SHORT_STACKS). */
@@ -344,6 +351,18 @@ hook_free_gen(void *ctx, void *p, int fam) {
     t->guard--;
 }
 
+/* The calling thread's guard back to 0 after the wrapped free of a fast FREE, with the thread's
+ * TLS offset loaded again here: GCC keeps the offset it loaded on entry in a saved register across
+ * the two calls, which with the stack's alignment took 4 instructions where this takes one (the
+ * load). The initial-exec sequence of the x86-64 ABI (mp_thread is initial-exec, capture.h); the
+ * memory clobber keeps it after the call. */
+static MP_ALWAYS_INLINE void
+guard_end_reload(void) {
+    __asm__ volatile("movq mp_thread@gottpoff(%%rip), %%rax\n\t"
+                     "movl $0, %%fs:%c0(%%rax)" ::"i"(offsetof(mp_thread_t, guard))
+                     : "rax", "memory");
+}
+
 static MP_ALWAYS_INLINE void
 hook_free_t(void *ctx, void *p, int fam, int dom, fast_free_fn ff) {
     domain_t *d = ctx;
@@ -359,10 +378,12 @@ hook_free_t(void *ctx, void *p, int fam, int dom, fast_free_fn ff) {
         return;
     }
     t->guard = 1;
-    ff(t, mp_ring_short_head(MP_EV_FREE, dom_allocator(d, dom)), p);
+    /* p back from the event, which returns it, rather than kept across the call (a saved
+     * register and 3 instructions an event). */
+    p = ff(t, mp_ring_short_head(MP_EV_FREE, dom_allocator(d, dom)), p);
     held_freed(d, p, dom, fam);
     d->orig.free(d->orig.ctx, p);
-    t->guard = 0;
+    guard_end_reload();
 }
 
 /* A family's hooks: malloc and free once per domain (0 RAW, 1 MEM, 2 OBJ), with its allocator a
