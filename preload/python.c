@@ -355,12 +355,17 @@ hook_free_gen(void *ctx, void *p, int fam) {
  * TLS offset loaded again here: GCC keeps the offset it loaded on entry in a saved register across
  * the two calls, which with the stack's alignment took 4 instructions where this takes one (the
  * load). The initial-exec sequence of the x86-64 ABI (mp_thread is initial-exec, capture.h); the
- * memory clobber keeps it after the call. */
+ * memory clobber keeps it after the call. Elsewhere, the plain store (as atomics.h's x86-64
+ * forms fall back). */
 static MP_ALWAYS_INLINE void
 guard_end_reload(void) {
+#if defined(__x86_64__)
     __asm__ volatile("movq mp_thread@gottpoff(%%rip), %%rax\n\t"
                      "movl $0, %%fs:%c0(%%rax)" ::"i"(offsetof(mp_thread_t, guard))
                      : "rax", "memory");
+#else
+    mp_thread.guard = 0;
+#endif
 }
 
 static MP_ALWAYS_INLINE void
